@@ -1,0 +1,71 @@
+//! The event bus: typed events between parts, and between instances.
+//!
+//! [`MemoryBus`] serves one node; [`RedisBus`] carries the same events
+//! between every instance sharing a Redis. Both deliver to local subscribers
+//! through a bounded broadcast channel: a subscriber that falls behind gets
+//! `RecvError::Lagged` and must resynchronise from the database, which is the
+//! source of truth.
+
+mod memory;
+mod redis;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::ids::{AccountId, MessageId};
+
+pub use self::memory::MemoryBus;
+pub use self::redis::{RedisBus, RedisBusError};
+
+/// Capacity of each local subscriber's queue.
+pub const LOCAL_CAPACITY: usize = 4096;
+
+/// Something that happened, for whoever listens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// An inbound message was committed and waits for the conversation pipeline.
+    MessageStored {
+        message_id: MessageId,
+        account: AccountId,
+        sender: String,
+    },
+    /// A follower subscribed to or left an Official Account.
+    FollowerChanged {
+        account: AccountId,
+        open_id: String,
+        subscribed: bool,
+    },
+    /// Free-form signal used by health checks and tests.
+    Ping { nonce: String },
+}
+
+/// An event with the instance it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub origin: String,
+    pub event: Event,
+}
+
+/// Publish and subscribe; the same contract in process and across instances.
+pub trait EventBus: Send + Sync + 'static {
+    /// Publishes to every subscriber, here and (if clustered) elsewhere.
+    /// Never blocks: a full outbound queue drops the event and counts it.
+    fn publish(&self, event: Event);
+    /// A new subscription; sees events published after this call.
+    fn subscribe(&self) -> broadcast::Receiver<Envelope>;
+    /// This instance's id (origin of what it publishes).
+    fn origin(&self) -> &str;
+    /// Stops background tasks.
+    fn shutdown(&self) {}
+}
+
+/// The bus handle held by the application.
+pub type Bus = Arc<dyn EventBus>;
+
+/// A fresh random instance id.
+pub fn new_origin() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}

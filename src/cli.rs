@@ -1,0 +1,32 @@
+//! The `kefu` command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "kefu", version, about = "Kefu: a WeChat-first customer-service gateway", long_about = None)]
+pub struct Cli {
+    /// Configuration folder: kefu.toml and accounts/*.toml.
+    #[arg(
+        long = "config",
+        short = 'c',
+        global = true,
+        env = "KEFU_CONFIG_DIR",
+        default_value = "wechat-config"
+    )]
+    pub config_dir: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: apply migrations, load the accounts, listen.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Validate kefu.toml and every account file; exit 2 on any problem.
+    CheckConfig,
+}

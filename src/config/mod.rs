@@ -1,0 +1,426 @@
+//! Configuration, read once at start into typed structs.
+//!
+//! Sources, later ones winning:
+//! 1. `<config dir>/kefu.toml` (the example lives in `wechat-config/`);
+//! 2. environment variables `KEFU__SECTION__KEY` (e.g. `KEFU__DATABASE__URL`);
+//! 3. `KEFU_WECHAT_API_BASE` / `KEFU_WECOM_API_BASE`, which point every
+//!    account's outbound calls at another base URL.
+//!
+//! WeChat accounts are one file each under `<config dir>/accounts/` (see
+//! [`account`]). Nothing reads the environment after [`Settings::load`].
+
+pub mod account;
+mod env;
+mod secret;
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Format, Toml};
+use serde::Deserialize;
+
+pub use account::{Account, AccountKind, MessageMode, TokenMode};
+pub use env::EnvSnapshot;
+pub use secret::{Secret, redact_url};
+
+/// Everything Kefu is configured with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub server: ServerSettings,
+    #[serde(default)]
+    pub database: DatabaseSettings,
+    #[serde(default)]
+    pub redis: RedisSettings,
+    #[serde(default)]
+    pub media: MediaSettings,
+    #[serde(default)]
+    pub limits: LimitSettings,
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+    #[serde(default)]
+    pub log: LogSettings,
+    #[serde(default = "ApiSettings::wechat")]
+    pub wechat: ApiSettings,
+    #[serde(default = "ApiSettings::wecom")]
+    pub wecom: ApiSettings,
+    /// The WeChat accounts, from `accounts/*.toml` (not part of kefu.toml).
+    #[serde(skip)]
+    pub accounts: Vec<Account>,
+    /// Where the configuration was read from.
+    #[serde(skip)]
+    pub config_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    pub host: String,
+    /// 0 picks a free port (tests).
+    pub port: u16,
+    /// The address customers' WeChat servers and agents' browsers reach Kefu
+    /// at, used in printed links. Defaults to `http://{host}:{port}`.
+    pub public_url: Option<String>,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+    /// How long in-flight requests may take to finish on shutdown.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            public_url: None,
+            workers: 0,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `sqlite://data/kefu.db?mode=rwc` or `postgres://user:pw@host/db`.
+    pub url: Secret,
+    pub max_connections: u32,
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: Secret::new("sqlite://data/kefu.db?mode=rwc"),
+            max_connections: 16,
+            connect_timeout_secs: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// Empty: single node, in-process bus. `redis://127.0.0.1:6379`: the
+    /// cross-instance bus, presence and the shared access token live there.
+    pub url: Secret,
+    /// Prefix of every key and channel, so several deployments can share
+    /// one Redis.
+    pub key_prefix: Option<String>,
+}
+
+impl RedisSettings {
+    pub fn enabled(&self) -> bool {
+        !self.url.is_empty()
+    }
+
+    pub fn prefix(&self) -> &str {
+        self.key_prefix.as_deref().unwrap_or("kefu")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaSettings {
+    /// Folder of the local media store (content-addressed).
+    pub dir: PathBuf,
+    pub max_image_bytes: u64,
+    pub max_voice_bytes: u64,
+    pub max_video_bytes: u64,
+    pub max_file_bytes: u64,
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("data/media"),
+            max_image_bytes: 10 * 1024 * 1024,
+            max_voice_bytes: 2 * 1024 * 1024,
+            max_video_bytes: 10 * 1024 * 1024,
+            max_file_bytes: 20 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Largest WeChat callback body accepted.
+    pub callback_body_bytes: usize,
+    /// Largest JSON or form body accepted by the console and APIs.
+    pub api_body_bytes: usize,
+    /// Timeout of every outbound HTTP call.
+    pub outbound_timeout_secs: u64,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            callback_body_bytes: 64 * 1024,
+            api_body_bytes: 1024 * 1024,
+            outbound_timeout_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Serve Prometheus metrics on their own listener.
+    pub enabled: bool,
+    pub host: String,
+    /// 0 picks a free port.
+    pub port: u16,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            host: "127.0.0.1".into(),
+            port: 9464,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `kefu=debug,info`; `RUST_LOG`
+    /// wins when set.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Where one family of WeChat APIs is reached.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Scheme and host, without `/cgi-bin`.
+    pub api_base: String,
+}
+
+impl ApiSettings {
+    fn wechat() -> Self {
+        Self {
+            api_base: "https://api.weixin.qq.com".into(),
+        }
+    }
+    fn wecom() -> Self {
+        Self {
+            api_base: "https://qyapi.weixin.qq.com".into(),
+        }
+    }
+}
+
+/// A configuration problem, worded for the person who must fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub file: PathBuf,
+    /// The key at fault, dotted (`database.url`), if one is.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.key {
+            Some(k) => write!(f, "{}: `{}`: {}", self.file.display(), k, self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// Every problem found, so one run of `check-config` lists them all.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError(pub Vec<ConfigProblem>);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Settings {
+    /// Reads `dir/kefu.toml`, the process environment and `dir/accounts/`.
+    pub fn load(dir: &Path) -> Result<Self, ConfigError> {
+        Self::load_with_env(dir, &EnvSnapshot::from_process())
+    }
+
+    /// As [`Settings::load`], with the environment given explicitly (tests).
+    pub fn load_with_env(dir: &Path, env: &EnvSnapshot) -> Result<Self, ConfigError> {
+        let file = dir.join("kefu.toml");
+        let mut problems = Vec::new();
+        if !file.is_file() {
+            problems.push(ConfigProblem {
+                file: file.clone(),
+                key: None,
+                message: "not found: create it (copy wechat-config/kefu.toml from the repository) \
+                          or pass --config DIR"
+                    .into(),
+            });
+            return Err(ConfigError(problems));
+        }
+        let figment = Figment::new()
+            .merge(Toml::file_exact(&file))
+            .merge(env.clone());
+        let mut settings: Settings = match figment.extract() {
+            Ok(s) => s,
+            Err(e) => {
+                for err in e {
+                    problems.push(problem_from_figment(&file, err));
+                }
+                return Err(ConfigError(problems));
+            }
+        };
+        if let Some(base) = env.get("KEFU_WECHAT_API_BASE") {
+            settings.wechat.api_base = base.to_owned();
+        }
+        if let Some(base) = env.get("KEFU_WECOM_API_BASE") {
+            settings.wecom.api_base = base.to_owned();
+        }
+        settings.config_dir = dir.to_owned();
+        problems.extend(settings.validate(&file));
+        match account::load_dir(&dir.join("accounts")) {
+            Ok(accounts) => settings.accounts = accounts,
+            Err(ConfigError(more)) => problems.extend(more),
+        }
+        if problems.is_empty() {
+            Ok(settings)
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+
+    fn validate(&self, file: &Path) -> Vec<ConfigProblem> {
+        let mut out = Vec::new();
+        let mut bad = |key: &str, message: String| {
+            out.push(ConfigProblem {
+                file: file.to_owned(),
+                key: Some(key.into()),
+                message,
+            })
+        };
+        let db = self.database.url.expose();
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            bad(
+                "database.url",
+                "must start with sqlite: or postgres:// (e.g. sqlite://data/kefu.db?mode=rwc)"
+                    .into(),
+            );
+        }
+        if self.redis.enabled() && !self.redis.url.expose().starts_with("redis://") {
+            bad("redis.url", "must be empty or start with redis://".into());
+        }
+        for (key, base) in [
+            ("wechat.api_base", &self.wechat.api_base),
+            ("wecom.api_base", &self.wecom.api_base),
+        ] {
+            if url::Url::parse(base).map(|u| !u.has_host()).unwrap_or(true) {
+                bad(key, format!("{base:?} is not an absolute http(s) URL"));
+            }
+        }
+        if let Some(u) = &self.server.public_url
+            && url::Url::parse(u).is_err()
+        {
+            bad("server.public_url", format!("{u:?} is not an absolute URL"));
+        }
+        if self.limits.callback_body_bytes < 1024 {
+            bad("limits.callback_body_bytes", "must be at least 1024".into());
+        }
+        if self.database.max_connections == 0 {
+            bad("database.max_connections", "must be at least 1".into());
+        }
+        out
+    }
+
+    /// The base of every link Kefu prints, without a trailing slash.
+    pub fn public_url(&self, bound_port: u16) -> String {
+        match &self.server.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => {
+                let host = match self.server.host.as_str() {
+                    "0.0.0.0" | "::" => "127.0.0.1",
+                    h => h,
+                };
+                format!("http://{host}:{bound_port}")
+            }
+        }
+    }
+
+    pub fn account(&self, id: &str) -> Option<&Account> {
+        self.accounts.iter().find(|a| a.id.as_str() == id)
+    }
+}
+
+fn problem_from_figment(file: &Path, err: figment::Error) -> ConfigProblem {
+    let key = if err.path.is_empty() {
+        None
+    } else {
+        Some(err.path.join("."))
+    };
+    let from_env = err
+        .metadata
+        .as_ref()
+        .map(|m| m.name.contains("environment"))
+        .unwrap_or(false);
+    let message = match &err.kind {
+        figment::error::Kind::UnknownField(name, expected) => {
+            // figment's path already ends with the unknown field.
+            let key_name = key.clone().unwrap_or_else(|| name.clone());
+            return ConfigProblem {
+                file: file.to_owned(),
+                key: Some(key_name),
+                message: format!(
+                    "unknown key; expected one of: {}",
+                    expected
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+        }
+        other => other.to_string(),
+    };
+    let message = if from_env {
+        format!("{message} (set by an environment variable)")
+    } else {
+        message
+    };
+    ConfigProblem {
+        file: file.to_owned(),
+        key,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests;

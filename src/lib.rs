@@ -1,0 +1,14 @@
+pub mod auth;
+pub mod bus;
+pub mod cli;
+pub mod config;
+pub mod console;
+pub mod http_error;
+pub mod ids;
+pub mod metrics;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod wechat;
+pub mod workers;

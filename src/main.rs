@@ -1,0 +1,105 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use kefu::cli::{Cli, Command};
+use kefu::config::Settings;
+use kefu::startup::Application;
+use kefu::store::Store;
+
+/// Exit code for configuration problems.
+const CONFIG_EXIT: u8 = 2;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(&cli.config_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("Kefu's configuration has {} problem(s):", e.0.len());
+            for p in &e.0 {
+                eprintln!("  {p}");
+            }
+            return ExitCode::from(CONFIG_EXIT);
+        }
+    };
+    kefu::telemetry::init(&settings.log);
+    match cli.command {
+        Command::CheckConfig => check_config(&settings),
+        Command::Migrate => migrate(&settings).await,
+        Command::Serve => serve(settings).await,
+    }
+}
+
+fn check_config(settings: &Settings) -> ExitCode {
+    println!(
+        "{}: configuration is valid.",
+        settings.config_dir.join("kefu.toml").display()
+    );
+    for a in &settings.accounts {
+        println!(
+            "  {} ({}) {} from {}",
+            a.id,
+            a.kind.as_str(),
+            a.callback_path(),
+            a.file.display()
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+async fn migrate(settings: &Settings) -> ExitCode {
+    let store = match Store::connect(&settings.database).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = store.migrate().await {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    match store.applied_migrations().await {
+        Ok(names) => {
+            println!(
+                "Database is up to date ({} migrations applied):",
+                names.len()
+            );
+            for n in names {
+                println!("  {n}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> ExitCode {
+    let stop = match kefu::startup::shutdown_signal() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let app = match Application::build(settings).await {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("error: Kefu could not start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for line in app.banner() {
+        println!("{line}");
+    }
+    match app.run_until_stopped(stop).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Storage: sea-orm over SQLite (WAL) or PostgreSQL. The only place that
+//! writes SQL; callers get functions shaped like the domain.
+
+pub mod entities;
+pub mod setup;
+
+use std::path::Path;
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
+};
+
+use crate::config::{Account, DatabaseSettings, redact_url};
+
+/// What can go wrong in storage.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot connect to the database at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("database migration failed: {0}")]
+    Migrate(String),
+    #[error("a row with this key exists already")]
+    Duplicate,
+    #[error("not found")]
+    NotFound,
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+impl StoreError {
+    /// Maps a unique-constraint violation to [`StoreError::Duplicate`].
+    pub fn from_insert(e: DbErr) -> Self {
+        match e.sql_err() {
+            Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => StoreError::Duplicate,
+            _ => StoreError::Db(e),
+        }
+    }
+}
+
+/// The database handle, cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    /// Connects; for SQLite, creates the file's folder, and uses WAL with
+    /// full fsync so an acknowledged write survives a crash.
+    pub async fn connect(settings: &DatabaseSettings) -> Result<Self, StoreError> {
+        let url = settings.url.expose();
+        if let Some(path) = sqlite_file(url)
+            && let Some(dir) = Path::new(path).parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Connect {
+                url: redact_url(url),
+                reason: format!("cannot create folder {}: {e}", dir.display()),
+            })?;
+        }
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.max_connections(settings.max_connections)
+            .min_connections(1)
+            .connect_timeout(Duration::from_secs(settings.connect_timeout_secs))
+            .acquire_timeout(Duration::from_secs(settings.connect_timeout_secs))
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(10))
+            });
+        let connect = Database::connect(opts);
+        // sqlx retries unreachable servers until its own timeout; bound the whole attempt.
+        let limit = Duration::from_secs(settings.connect_timeout_secs.saturating_mul(2).max(1));
+        let db = match tokio::time::timeout(limit, connect).await {
+            Ok(Ok(db)) => db,
+            Ok(Err(e)) => {
+                return Err(StoreError::Connect {
+                    url: redact_url(url),
+                    reason: e.to_string(),
+                });
+            }
+            Err(_) => {
+                return Err(StoreError::Connect {
+                    url: redact_url(url),
+                    reason: format!("no answer within {} s", limit.as_secs()),
+                });
+            }
+        };
+        Ok(Self { db })
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        Migrator::up(&self.db, None)
+            .await
+            .map_err(|e| StoreError::Migrate(e.to_string()))
+    }
+
+    /// Names of the migrations applied so far.
+    pub async fn applied_migrations(&self) -> Result<Vec<String>, StoreError> {
+        Ok(Migrator::get_applied_migrations(&self.db)
+            .await?
+            .into_iter()
+            .map(|m| m.name().to_owned())
+            .collect())
+    }
+
+    /// True when the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db.ping().await?;
+        Ok(())
+    }
+
+    pub fn backend(&self) -> DatabaseBackend {
+        self.db.get_database_backend()
+    }
+
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Records the configured accounts (insert or update by id).
+    pub async fn sync_accounts(&self, accounts: &[Account]) -> Result<(), StoreError> {
+        use entities::accounts;
+        use sea_orm::sea_query::OnConflict;
+        use sea_orm::{EntityTrait, Set};
+        let now = chrono::Utc::now();
+        for a in accounts {
+            let row = accounts::ActiveModel {
+                id: Set(a.id.to_string()),
+                kind: Set(a.kind.as_str().to_owned()),
+                name: Set(a.name.clone()),
+                created_at: Set(now),
+                updated_at: Set(now),
+            };
+            accounts::Entity::insert(row)
+                .on_conflict(
+                    OnConflict::column(accounts::Column::Id)
+                        .update_columns([
+                            accounts::Column::Kind,
+                            accounts::Column::Name,
+                            accounts::Column::UpdatedAt,
+                        ])
+                        .to_owned(),
+                )
+                .exec(&self.db)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Closes the pool (graceful shutdown).
+    pub async fn close(self) {
+        let _ = self.db.close().await;
+    }
+
+    /// Runs a statement that needs no result (tests, maintenance).
+    pub async fn execute_unprepared(&self, sql: &str) -> Result<(), StoreError> {
+        self.db.execute_unprepared(sql).await?;
+        Ok(())
+    }
+}
+
+/// The file path of an SQLite URL, or None for memory and other backends.
+fn sqlite_file(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    if path.is_empty() || path.starts_with(":memory:") {
+        None
+    } else {
+        Some(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths() {
+        assert_eq!(
+            sqlite_file("sqlite://data/kefu.db?mode=rwc"),
+            Some("data/kefu.db")
+        );
+        assert_eq!(sqlite_file("sqlite:///tmp/x.db"), Some("/tmp/x.db"));
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://h/db"), None);
+    }
+}
