@@ -29,4 +29,6 @@ pub enum Command {
     Migrate,
     /// Validate kefu.toml and every account file; exit 2 on any problem.
     CheckConfig,
+    /// Load-test a running Kefu: play WeChat's signed, encrypted callbacks.
+    Load(crate::load::LoadArgs),
 }

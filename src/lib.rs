@@ -1,10 +1,13 @@
 pub mod auth;
 pub mod bus;
+pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod console;
+pub mod conversation;
 pub mod http_error;
 pub mod ids;
+pub mod load;
 pub mod metrics;
 pub mod startup;
 pub mod state;

@@ -12,6 +12,12 @@ const CONFIG_EXIT: u8 = 2;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The load tool plays WeChat against a running Kefu: no database, no
+    // server, no logging set-up; it reads only the account it needs.
+    let command = match cli.command {
+        Command::Load(args) => return kefu::load::run(args, &cli.config_dir).await,
+        command => command,
+    };
     let settings = match Settings::load(&cli.config_dir) {
         Ok(s) => s,
         Err(e) => {
@@ -23,10 +29,11 @@ async fn main() -> ExitCode {
         }
     };
     kefu::telemetry::init(&settings.log);
-    match cli.command {
+    match command {
         Command::CheckConfig => check_config(&settings),
         Command::Migrate => migrate(&settings).await,
         Command::Serve => serve(settings).await,
+        Command::Load(args) => kefu::load::run(args, &settings.config_dir).await,
     }
 }
 

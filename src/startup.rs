@@ -8,7 +8,10 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, middleware, web};
 
 use crate::bus::{Bus, MemoryBus, RedisBus};
+use crate::channels::Channels;
+use crate::channels::kf_sync::{KfSync, KfSyncer};
 use crate::config::{Settings, redact_url};
+use crate::conversation::ingest::Ingestor;
 use crate::http_error::{ApiError, Code};
 use crate::metrics::{self, Metrics};
 use crate::state::AppState;
@@ -29,6 +32,8 @@ pub enum StartError {
     },
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
+    #[error("account crypto: {0}")]
+    Crypto(#[from] crate::wechat::CryptoError),
 }
 
 /// A running Kefu: bound, migrated, workers started.
@@ -76,12 +81,32 @@ impl Application {
             .map_err(|e| StartError::Http(e.to_string()))?;
 
         let metrics = Metrics::new();
+        let channels = Arc::new(Channels::new(&settings, &http)?);
+        let mut workers = Workers::new();
+        let ingest = Ingestor::start(
+            store.clone(),
+            bus.clone(),
+            settings.limits.ingest_max_batch,
+            &mut workers,
+        );
+        let kf_sync = KfSync::start(
+            KfSyncer {
+                store: store.clone(),
+                bus: bus.clone(),
+                channels: channels.clone(),
+            },
+            Duration::from_secs(settings.kf.poll_interval_secs),
+            &mut workers,
+        );
         let state = AppState {
             store,
             bus,
             settings: settings.clone(),
             metrics: metrics.clone(),
             http,
+            channels,
+            ingest,
+            kf_sync,
         };
 
         let listener = bind(&settings.server.host, settings.server.port)?;
@@ -107,8 +132,6 @@ impl Application {
         } else {
             (None, None)
         };
-
-        let workers = Workers::new();
 
         let setup_link =
             crate::console::setup::issue_link_if_needed(&state.store, &settings.public_url(port))
@@ -272,6 +295,7 @@ pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send> {
 fn http_server(state: AppState, listener: TcpListener) -> Result<Server, StartError> {
     let settings = state.settings.clone();
     let api_limit = settings.limits.api_body_bytes;
+    let callback_limit = settings.limits.callback_body_bytes;
     let data = web::Data::new(state.clone());
     let metrics = web::Data::new(state.metrics.clone());
     let mut server = HttpServer::new(move || {
@@ -290,6 +314,8 @@ fn http_server(state: AppState, listener: TcpListener) -> Result<Server, StartEr
                     .error_handler(|e, _| body_error(e.to_string())),
             )
             .wrap(middleware::from_fn(metrics::track))
+            .configure(|c| crate::channels::official_account::routes(c, callback_limit))
+            .configure(|c| crate::channels::wecom::routes(c, callback_limit))
             .configure(crate::console::routes)
     })
     .listen(listener)

@@ -3,7 +3,10 @@
 use std::sync::Arc;
 
 use crate::bus::Bus;
+use crate::channels::Channels;
+use crate::channels::kf_sync::KfSync;
 use crate::config::Settings;
+use crate::conversation::ingest::Ingestor;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -16,4 +19,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// For outbound calls; every request has a timeout.
     pub http: reqwest::Client,
+    /// Configured WeChat accounts: crypto and API clients.
+    pub channels: Arc<Channels>,
+    /// Group commit of inbound messages.
+    pub ingest: Ingestor,
+    /// WeCom Customer Service message pull.
+    pub kf_sync: KfSync,
 }

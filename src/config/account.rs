@@ -10,6 +10,7 @@
 //! encoding_aes_key = "…"          # 43 characters
 //! message_mode = "safe"           # official_account: plaintext | compatible | safe
 //! token_mode = "stable"           # official_account: stable | plain
+//! welcome_message = "欢迎关注"      # official_account: passive reply to new followers
 //! ```
 
 use std::collections::HashSet;
@@ -80,6 +81,8 @@ pub struct Account {
     pub encoding_aes_key: Option<Secret>,
     pub message_mode: MessageMode,
     pub token_mode: TokenMode,
+    /// Passive reply to a new follower (关注自动回复), if any.
+    pub welcome_message: Option<String>,
     /// The file it came from.
     pub file: PathBuf,
 }
@@ -92,7 +95,7 @@ impl Account {
 }
 
 const COMMON_KEYS: &[&str] = &["id", "kind", "name", "secret", "token", "encoding_aes_key"];
-const OA_KEYS: &[&str] = &["app_id", "message_mode", "token_mode"];
+const OA_KEYS: &[&str] = &["app_id", "message_mode", "token_mode", "welcome_message"];
 const WECOM_KEYS: &[&str] = &["corp_id"];
 
 /// Reads every `*.toml` file of `dir`, sorted by name.
@@ -359,6 +362,25 @@ pub fn parse(file: &Path, text: &str) -> Result<Account, Vec<ConfigProblem>> {
         }
     };
 
+    let welcome_message = match str_of("welcome_message") {
+        Ok(w) => w.filter(|w| !w.trim().is_empty()),
+        Err(m) => {
+            bad("welcome_message", m);
+            None
+        }
+    };
+    if let Some(w) = &welcome_message
+        && w.len() > 2000
+    {
+        bad(
+            "welcome_message",
+            format!(
+                "is {} bytes; WeChat drops passive replies over about 2,000 bytes",
+                w.len()
+            ),
+        );
+    }
+
     let name = match str_of("name") {
         Ok(n) => n.unwrap_or_else(|| id.as_ref().map(|i| i.to_string()).unwrap_or_default()),
         Err(m) => {
@@ -379,6 +401,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Account, Vec<ConfigProblem>> {
                 encoding_aes_key,
                 message_mode,
                 token_mode,
+                welcome_message,
                 file: file.to_owned(),
             })
         }

@@ -45,6 +45,8 @@ pub struct Settings {
     pub wechat: ApiSettings,
     #[serde(default = "ApiSettings::wecom")]
     pub wecom: ApiSettings,
+    #[serde(default)]
+    pub kf: KfSettings,
     /// The WeChat accounts, from `accounts/*.toml` (not part of kefu.toml).
     #[serde(skip)]
     pub accounts: Vec<Account>,
@@ -152,6 +154,11 @@ pub struct LimitSettings {
     pub api_body_bytes: usize,
     /// Timeout of every outbound HTTP call.
     pub outbound_timeout_secs: u64,
+    /// How long a callback may wait for its message to be committed before
+    /// answering 503 (so WeChat retries) — well inside WeChat's 5 s.
+    pub callback_commit_timeout_ms: u64,
+    /// Most inbound messages committed in one transaction (group commit).
+    pub ingest_max_batch: usize,
 }
 
 impl Default for LimitSettings {
@@ -160,6 +167,8 @@ impl Default for LimitSettings {
             callback_body_bytes: 64 * 1024,
             api_body_bytes: 1024 * 1024,
             outbound_timeout_secs: 10,
+            callback_commit_timeout_ms: 3000,
+            ingest_max_batch: 512,
         }
     }
 }
@@ -227,6 +236,23 @@ impl ApiSettings {
     fn wecom() -> Self {
         Self {
             api_base: "https://qyapi.weixin.qq.com".into(),
+        }
+    }
+}
+
+/// WeCom Customer Service message pull.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KfSettings {
+    /// Catch-up pull of every known kf account, in case a callback was lost.
+    /// 0 disables it.
+    pub poll_interval_secs: u64,
+}
+
+impl Default for KfSettings {
+    fn default() -> Self {
+        Self {
+            poll_interval_secs: 60,
         }
     }
 }
@@ -354,6 +380,15 @@ impl Settings {
         }
         if self.limits.callback_body_bytes < 1024 {
             bad("limits.callback_body_bytes", "must be at least 1024".into());
+        }
+        if !(100..=4500).contains(&self.limits.callback_commit_timeout_ms) {
+            bad(
+                "limits.callback_commit_timeout_ms",
+                "must be between 100 and 4500: WeChat gives up after 5 s".into(),
+            );
+        }
+        if self.limits.ingest_max_batch == 0 {
+            bad("limits.ingest_max_batch", "must be at least 1".into());
         }
         if self.database.max_connections == 0 {
             bad("database.max_connections", "must be at least 1".into());

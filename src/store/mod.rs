@@ -2,6 +2,9 @@
 //! writes SQL; callers get functions shaped like the domain.
 
 pub mod entities;
+pub mod followers;
+pub mod kf;
+pub mod messages;
 pub mod setup;
 
 use std::path::Path;

@@ -115,3 +115,25 @@ async fn an_unreachable_redis_fails_clearly() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_message_received_by_one_instance_is_announced_on_the_other() {
+    let Some(_) = redis_url() else { return };
+    let prefix = format!("kefu-test-{}", uuid::Uuid::new_v4().simple());
+    let p1 = prefix.clone();
+    let a = crate::helpers::spawn_app_with(move |s| s.redis.key_prefix = Some(p1)).await;
+    let b = crate::helpers::spawn_app_with(move |s| s.redis.key_prefix = Some(prefix)).await;
+    let mut on_b = b.state.bus.subscribe();
+    let xml = crate::wechat_client::text_xml("oCluster", 77, "集群");
+    let (status, _) = a.oa_post(crate::wechat_client::Mode::Safe, &xml).await;
+    assert_eq!(status, 200);
+    let got = tokio::time::timeout(Duration::from_secs(5), on_b.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.origin, a.state.bus.origin());
+    assert!(
+        matches!(got.event, Event::MessageStored { ref sender, .. } if sender == "oCluster"),
+        "{got:?}"
+    );
+}

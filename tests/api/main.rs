@@ -2,8 +2,12 @@
 
 mod fake_wechat;
 mod helpers;
+mod wechat_client;
 
 mod bus;
 mod cli;
 mod health;
+mod load_tool;
+mod official_account;
 mod setup;
+mod wecom;

@@ -2,4 +2,8 @@
 
 pub mod accounts;
 pub mod agents;
+pub mod customer_identities;
+pub mod customers;
+pub mod kf_cursors;
+pub mod messages;
 pub mod setup_tokens;

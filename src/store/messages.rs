@@ -1,0 +1,248 @@
+//! Messages: inbound ones are inserted in batches, de-duplicated by the
+//! channel's key, in one transaction per batch (group commit).
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{OnConflict, Query};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, EntityTrait, QueryOrder, TransactionTrait};
+
+use super::entities::messages;
+use super::{Store, StoreError};
+use crate::ids::{AccountId, MessageId};
+
+/// The channel a message came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    OfficialAccount,
+    WecomKf,
+    Web,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::OfficialAccount => "oa",
+            Channel::WecomKf => "wecom_kf",
+            Channel::Web => "web",
+        }
+    }
+}
+
+/// Who wrote it, seen from the company.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the customer (or a channel event about them).
+    In,
+    /// From the company (agent, robot, or a servicer in the WeCom client).
+    Out,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+}
+
+/// A message received from a channel, ready to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewInbound {
+    pub account: AccountId,
+    pub channel: Channel,
+    pub direction: Direction,
+    /// The channel's id of the sender (openid, external_userid, servicer).
+    pub sender: String,
+    /// Unique per account for one real message; a redelivery has the same key.
+    pub dedup_key: String,
+    pub msg_type: String,
+    /// Text for display and search, when the message has any.
+    pub content: Option<String>,
+    /// The message as received (XML or JSON), kept for later processing.
+    pub payload: String,
+    /// The channel's own message id, if it has one.
+    pub channel_msg_id: Option<String>,
+    /// When the channel says it was sent.
+    pub sent_at: DateTime<Utc>,
+}
+
+/// The outcome of storing one inbound message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    New(MessageId),
+    Duplicate,
+}
+
+impl Store {
+    /// Stores a batch in one transaction; each message is `New` or, when its
+    /// key exists already (or appears earlier in the batch), `Duplicate`.
+    pub async fn insert_inbound_batch(
+        &self,
+        batch: &[NewInbound],
+    ) -> Result<Vec<Inserted>, StoreError> {
+        let txn = self.conn().begin().await?;
+        let out = insert_inbound_in(&txn, batch).await?;
+        txn.commit().await?;
+        Ok(out)
+    }
+
+    /// Messages of an account, oldest first (tests, exports).
+    pub async fn messages_of_account(
+        &self,
+        account: &AccountId,
+    ) -> Result<Vec<messages::Model>, StoreError> {
+        use sea_orm::{ColumnTrait, QueryFilter};
+        Ok(messages::Entity::find()
+            .filter(messages::Column::AccountId.eq(account.as_str()))
+            .order_by_asc(messages::Column::Id)
+            .all(self.conn())
+            .await?)
+    }
+
+    /// One message by id.
+    pub async fn message(&self, id: MessageId) -> Result<messages::Model, StoreError> {
+        messages::Entity::find_by_id(id.0)
+            .one(self.conn())
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+}
+
+/// Rows per INSERT statement (SQLite allows 32766 bound values; 11 per row).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// The batch insert, inside a caller's transaction.
+pub(crate) async fn insert_inbound_in(
+    txn: &DatabaseTransaction,
+    batch: &[NewInbound],
+) -> Result<Vec<Inserted>, StoreError> {
+    use messages::Column as C;
+    let mut out = vec![Inserted::Duplicate; batch.len()];
+    for (chunk_no, chunk) in batch.chunks(ROWS_PER_STATEMENT).enumerate() {
+        let mut q = Query::insert();
+        q.into_table(messages::Entity).columns([
+            C::AccountId,
+            C::Channel,
+            C::Direction,
+            C::Sender,
+            C::DedupKey,
+            C::MsgType,
+            C::Content,
+            C::Payload,
+            C::ChannelMsgId,
+            C::SentAt,
+            C::CreatedAt,
+        ]);
+        let now = Utc::now();
+        for m in chunk {
+            q.values([
+                m.account.as_str().into(),
+                m.channel.as_str().into(),
+                m.direction.as_str().into(),
+                m.sender.clone().into(),
+                m.dedup_key.clone().into(),
+                m.msg_type.clone().into(),
+                m.content.clone().into(),
+                m.payload.clone().into(),
+                m.channel_msg_id.clone().into(),
+                m.sent_at.into(),
+                now.into(),
+            ])
+            .map_err(|e| StoreError::Db(sea_orm::DbErr::Custom(e.to_string())))?;
+        }
+        q.on_conflict(
+            OnConflict::columns([C::AccountId, C::DedupKey])
+                .do_nothing()
+                .to_owned(),
+        );
+        q.returning(Query::returning().columns([C::Id, C::AccountId, C::DedupKey]));
+        let rows = txn.query_all(&q).await?;
+        // Map each returned key to the first row of the chunk that carries it;
+        // later rows with the same key stay Duplicate.
+        let base = chunk_no * ROWS_PER_STATEMENT;
+        let mut index: std::collections::HashMap<(&str, &str), usize> =
+            std::collections::HashMap::with_capacity(chunk.len());
+        for (i, m) in chunk.iter().enumerate() {
+            index
+                .entry((m.account.as_str(), m.dedup_key.as_str()))
+                .or_insert(base + i);
+        }
+        for row in rows {
+            let id: i64 = row.try_get("", "id")?;
+            let account: String = row.try_get("", "account_id")?;
+            let key: Option<String> = row.try_get("", "dedup_key")?;
+            if let Some(key) = key
+                && let Some(&i) = index.get(&(account.as_str(), key.as_str()))
+            {
+                out[i] = Inserted::New(MessageId(id));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DatabaseSettings;
+
+    fn msg(key: &str) -> NewInbound {
+        NewInbound {
+            account: AccountId::parse("acc").unwrap(),
+            channel: Channel::OfficialAccount,
+            direction: Direction::In,
+            sender: "o1".into(),
+            dedup_key: key.into(),
+            msg_type: "text".into(),
+            content: Some("你好 😀".into()),
+            payload: "<xml/>".into(),
+            channel_msg_id: None,
+            sent_at: Utc::now(),
+        }
+    }
+
+    async fn store() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = DatabaseSettings {
+            url: crate::config::Secret::new(format!(
+                "sqlite://{}/t.db?mode=rwc",
+                dir.path().display()
+            )),
+            ..Default::default()
+        };
+        let s = Store::connect(&settings).await.unwrap();
+        s.migrate().await.unwrap();
+        (s, dir)
+    }
+
+    #[tokio::test]
+    async fn a_batch_stores_each_key_once() {
+        let (s, _d) = store().await;
+        let first = s
+            .insert_inbound_batch(&[msg("a"), msg("b"), msg("a")])
+            .await
+            .unwrap();
+        assert!(matches!(first[0], Inserted::New(_)));
+        assert!(matches!(first[1], Inserted::New(_)));
+        assert_eq!(first[2], Inserted::Duplicate);
+        let again = s.insert_inbound_batch(&[msg("b"), msg("c")]).await.unwrap();
+        assert_eq!(again[0], Inserted::Duplicate);
+        assert!(matches!(again[1], Inserted::New(_)));
+        let all = s
+            .messages_of_account(&AccountId::parse("acc").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0].content.as_deref(), Some("你好 😀"));
+    }
+
+    #[tokio::test]
+    async fn large_batches_span_statements() {
+        let (s, _d) = store().await;
+        let batch: Vec<_> = (0..1200).map(|i| msg(&format!("k{i}"))).collect();
+        let r = s.insert_inbound_batch(&batch).await.unwrap();
+        assert!(r.iter().all(|x| matches!(x, Inserted::New(_))));
+        let r = s.insert_inbound_batch(&batch).await.unwrap();
+        assert!(r.iter().all(|x| *x == Inserted::Duplicate));
+    }
+}

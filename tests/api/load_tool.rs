@@ -1,0 +1,224 @@
+//! `kefu load`: the load tool, end to end against its own baseline server
+//! (the real callback endpoint has its own tests).
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, ChildStdout, Command, Stdio};
+
+use serde_json::Value;
+
+use crate::helpers::repo_config_dir;
+
+/// The binary with the repository's example configuration and a clean
+/// environment.
+fn kefu() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kefu"));
+    c.env_remove("RUST_LOG");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KEFU_") {
+            c.env_remove(k);
+        }
+    }
+    c.arg("--config").arg(repo_config_dir());
+    c
+}
+
+/// `kefu load baseline-server` as a child, killed on drop.
+struct Baseline {
+    child: Child,
+    _stdout: BufReader<ChildStdout>,
+    addr: String,
+}
+
+impl Baseline {
+    /// Starts it and reads its first line, `listening ADDR`: no sleeping.
+    fn start() -> Self {
+        let mut child = kefu()
+            .args([
+                "load",
+                "baseline-server",
+                "--listen",
+                "127.0.0.1:0",
+                "--workers",
+                "1",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start kefu load baseline-server");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut line = String::new();
+        stdout
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Self {
+            child,
+            _stdout: stdout,
+            addr,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Baseline {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `kefu load callbacks ARGS --json` and parses its one JSON object.
+fn callbacks(args: &[&str]) -> (Option<i32>, Value) {
+    let out = kefu()
+        .args(["load", "callbacks", "--json"])
+        .args(args)
+        .output()
+        .expect("run kefu load callbacks");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "not one JSON object ({e}):\n{stdout}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code(), json)
+}
+
+/// The latency percentiles are present, positive and in order.
+fn assert_percentiles_ordered(report: &Value) {
+    let l = &report["latency_ms"];
+    let ms: Vec<f64> = ["min", "p50", "p90", "p99", "p99.9", "max"]
+        .iter()
+        .map(|k| {
+            l[k].as_f64()
+                .unwrap_or_else(|| panic!("latency_ms.{k} missing in {report}"))
+        })
+        .collect();
+    assert!(ms[0] > 0.0, "{report}");
+    assert!(ms.windows(2).all(|w| w[0] <= w[1]), "not ordered: {ms:?}");
+}
+
+#[test]
+fn closed_loop_against_the_baseline_server_answers_everything() {
+    let server = Baseline::start();
+    let (code, r) = callbacks(&[
+        "--target",
+        &server.url(),
+        "--requests",
+        "200",
+        "--concurrency",
+        "8",
+        "--duplicates",
+        "10",
+    ]);
+    assert_eq!(code, Some(0), "{r}");
+    assert_eq!(r["requests"], 200, "{r}");
+    assert_eq!(r["ok"], 200, "{r}");
+    assert_eq!(r["failed"], 0, "{r}");
+    assert_eq!(r["answers"]["success"], 200, "{r}");
+    assert_eq!(r["mode"], "closed-loop");
+    assert!(r["duplicates"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["throughput_ok_per_sec"].as_f64().unwrap() > 0.0, "{r}");
+    assert_eq!(
+        r["target"],
+        format!("{}/wechat/demo-oa", server.url()),
+        "{r}"
+    );
+    assert_percentiles_ordered(&r);
+}
+
+#[test]
+fn open_loop_keeps_the_rate() {
+    let server = Baseline::start();
+    let (code, r) = callbacks(&[
+        "--target",
+        &server.url(),
+        "--rate",
+        "400",
+        "--requests",
+        "100",
+        "--concurrency",
+        "4",
+    ]);
+    assert_eq!(code, Some(0), "{r}");
+    assert_eq!(r["ok"], 100, "{r}");
+    assert_eq!(r["mode"], "open-loop");
+    // 100 requests due over 0.25 s.
+    let secs = r["duration_secs"].as_f64().unwrap();
+    assert!(secs >= 0.24, "{r}");
+    assert_percentiles_ordered(&r);
+}
+
+#[test]
+fn baseline_mode_compares_two_runs_and_stops_its_child() {
+    let target = Baseline::start();
+    let (code, r) = callbacks(&[
+        "--baseline",
+        "--baseline-workers",
+        "1",
+        "--target",
+        &target.url(),
+        "--requests",
+        "300",
+        "--concurrency",
+        "8",
+    ]);
+    assert_eq!(code, Some(0), "{r}");
+    for side in ["baseline", "kefu"] {
+        assert_eq!(r[side]["ok"], 300, "{r}");
+        assert_eq!(r[side]["failed"], 0, "{r}");
+        assert_percentiles_ordered(&r[side]);
+    }
+    assert_ne!(r["baseline"]["target"], r["kefu"]["target"], "{r}");
+    assert!(r["ratio"]["throughput"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["ratio"]["p99"].as_f64().unwrap() > 0.0, "{r}");
+}
+
+#[test]
+fn failures_are_counted_by_kind_and_fail_the_exit_code() {
+    // A port nobody listens on.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (code, r) = callbacks(&[
+        "--target",
+        &format!("http://127.0.0.1:{port}"),
+        "--requests",
+        "20",
+        "--concurrency",
+        "2",
+    ]);
+    assert_eq!(code, Some(1), "{r}");
+    assert_eq!(r["ok"], 0, "{r}");
+    assert_eq!(r["failed"], 20, "{r}");
+    assert_eq!(r["failures"]["transport"], 20, "{r}");
+    assert!(
+        r["failure_examples"]["transport"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{r}"
+    );
+}
+
+#[test]
+fn unknown_account_is_a_usage_error() {
+    let out = kefu()
+        .args(["load", "callbacks", "--account", "nope", "--requests", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no account \"nope\"") && err.contains("demo-oa"),
+        "{err}"
+    );
+}
