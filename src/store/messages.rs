@@ -108,8 +108,23 @@ impl Store {
     }
 }
 
-/// Rows per INSERT statement (SQLite allows 32766 bound values; 11 per row).
-const ROWS_PER_STATEMENT: usize = 500;
+/// Rows per INSERT statement. A batch is cut greedily into chunks of these
+/// sizes, so only a handful of distinct statements exist and each stays in
+/// the driver's prepared-statement cache (SQLite allows 32766 bound values;
+/// a row binds 11).
+const CHUNK_SIZES: [usize; 5] = [256, 64, 16, 4, 1];
+
+/// Splits `n` rows into chunk lengths drawn from [`CHUNK_SIZES`].
+fn chunk_lengths(mut n: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    for size in CHUNK_SIZES {
+        while n >= size {
+            out.push(size);
+            n -= size;
+        }
+    }
+    out
+}
 
 /// The batch insert, inside a caller's transaction.
 pub(crate) async fn insert_inbound_in(
@@ -118,7 +133,9 @@ pub(crate) async fn insert_inbound_in(
 ) -> Result<Vec<Inserted>, StoreError> {
     use messages::Column as C;
     let mut out = vec![Inserted::Duplicate; batch.len()];
-    for (chunk_no, chunk) in batch.chunks(ROWS_PER_STATEMENT).enumerate() {
+    let mut base = 0;
+    for len in chunk_lengths(batch.len()) {
+        let chunk = &batch[base..base + len];
         let mut q = Query::insert();
         q.into_table(messages::Entity).columns([
             C::AccountId,
@@ -159,7 +176,6 @@ pub(crate) async fn insert_inbound_in(
         let rows = txn.query_all(&q).await?;
         // Map each returned key to the first row of the chunk that carries it;
         // later rows with the same key stay Duplicate.
-        let base = chunk_no * ROWS_PER_STATEMENT;
         let mut index: std::collections::HashMap<(&str, &str), usize> =
             std::collections::HashMap::with_capacity(chunk.len());
         for (i, m) in chunk.iter().enumerate() {
@@ -177,6 +193,7 @@ pub(crate) async fn insert_inbound_in(
                 out[i] = Inserted::New(MessageId(id));
             }
         }
+        base += len;
     }
     Ok(out)
 }
@@ -234,6 +251,14 @@ mod tests {
             .unwrap();
         assert_eq!(all.len(), 3);
         assert_eq!(all[0].content.as_deref(), Some("你好 😀"));
+    }
+
+    #[test]
+    fn batches_are_cut_into_few_statement_shapes() {
+        assert_eq!(chunk_lengths(0), Vec::<usize>::new());
+        assert_eq!(chunk_lengths(3), vec![1, 1, 1]);
+        assert_eq!(chunk_lengths(341), vec![256, 64, 16, 4, 1]);
+        assert_eq!(chunk_lengths(600).iter().sum::<usize>(), 600);
     }
 
     #[tokio::test]

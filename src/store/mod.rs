@@ -74,6 +74,11 @@ impl Store {
                     .synchronous(SqliteSynchronous::Full)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(10))
+                    // 64 MiB page cache and memory-mapped reads: the writer
+                    // re-reads index pages from the kernel otherwise.
+                    .pragma("cache_size", "-65536")
+                    .pragma("mmap_size", "268435456")
+                    .pragma("temp_store", "memory")
             });
         let connect = Database::connect(opts);
         // sqlx retries unreachable servers until its own timeout; bound the whole attempt.
