@@ -16,6 +16,8 @@ pub enum Code {
     NotFound,
     Conflict,
     Gone,
+    /// Too many attempts (e.g. a locked sign-in).
+    TooManyRequests,
     Unavailable,
     Internal,
 }
@@ -30,6 +32,7 @@ impl Code {
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::Conflict => StatusCode::CONFLICT,
             Code::Gone => StatusCode::GONE,
+            Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -12,6 +12,7 @@ use crate::channels::Channels;
 use crate::channels::kf_sync::{KfSync, KfSyncer};
 use crate::config::{Settings, redact_url};
 use crate::conversation::ingest::Ingestor;
+use crate::conversation::outbox::Outbox;
 use crate::http_error::{ApiError, Code};
 use crate::metrics::{self, Metrics};
 use crate::state::AppState;
@@ -34,6 +35,8 @@ pub enum StartError {
     Http(String),
     #[error("account crypto: {0}")]
     Crypto(#[from] crate::wechat::CryptoError),
+    #[error("access-token store: {0}")]
+    TokenStore(#[from] crate::cluster::RedisTokenStoreError),
 }
 
 /// A running Kefu: bound, migrated, workers started.
@@ -81,14 +84,28 @@ impl Application {
             .map_err(|e| StartError::Http(e.to_string()))?;
 
         let metrics = Metrics::new();
-        let channels = Arc::new(Channels::new(&settings, &http)?);
+        let token_store = crate::cluster::token_store(&settings.redis).await?;
+        let channels = Arc::new(Channels::new(&settings, &http, token_store)?);
         let mut workers = Workers::new();
+        let outbound_ready = Arc::new(tokio::sync::Notify::new());
         let ingest = Ingestor::start(
             store.clone(),
             bus.clone(),
             settings.limits.ingest_max_batch,
+            outbound_ready.clone(),
             &mut workers,
         );
+        let outbox = Outbox::new(
+            store.clone(),
+            bus.clone(),
+            channels.clone(),
+            ingest.clone(),
+            settings.outbox.clone(),
+            outbound_ready,
+        );
+        if settings.outbox.enabled {
+            outbox.start(&mut workers);
+        }
         let kf_sync = KfSync::start(
             KfSyncer {
                 store: store.clone(),
@@ -107,6 +124,7 @@ impl Application {
             channels,
             ingest,
             kf_sync,
+            outbox,
         };
 
         let listener = bind(&settings.server.host, settings.server.port)?;

@@ -7,6 +7,7 @@ use crate::channels::Channels;
 use crate::channels::kf_sync::KfSync;
 use crate::config::Settings;
 use crate::conversation::ingest::Ingestor;
+use crate::conversation::outbox::Outbox;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -25,4 +26,6 @@ pub struct AppState {
     pub ingest: Ingestor,
     /// WeCom Customer Service message pull.
     pub kf_sync: KfSync,
+    /// Everything sent to customers: stored first, then sent.
+    pub outbox: Outbox,
 }

@@ -5,6 +5,8 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_initial;
 mod m20261123_000002_kf_cursors;
+mod m20261123_000003_outbox;
+mod m20261123_000004_sessions;
 
 pub struct Migrator;
 
@@ -14,6 +16,8 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_initial::Migration),
             Box::new(m20261123_000002_kf_cursors::Migration),
+            Box::new(m20261123_000003_outbox::Migration),
+            Box::new(m20261123_000004_sessions::Migration),
         ]
     }
 }

@@ -38,6 +38,15 @@ pub enum Event {
         open_id: String,
         subscribed: bool,
     },
+    /// An outbound message changed status: queued, sent, or failed (with the
+    /// reason an agent reads).
+    OutboundStatus {
+        message_id: MessageId,
+        account: AccountId,
+        recipient: String,
+        status: String,
+        reason: Option<String>,
+    },
     /// Free-form signal used by health checks and tests.
     Ping { nonce: String },
 }

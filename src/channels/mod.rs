@@ -7,6 +7,7 @@ pub mod wecom;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
@@ -14,7 +15,7 @@ use actix_web::http::StatusCode;
 use crate::config::{Account, AccountKind, Settings, TokenMode};
 use crate::conversation::ingest::IngestError;
 use crate::store::StoreError;
-use crate::wechat::api::{self, ApiClient, ApiConfig, ApiFamily};
+use crate::wechat::api::{self, ApiClient, ApiConfig, ApiFamily, TokenStore};
 use crate::wechat::{CryptoError, MsgCrypt, XmlError};
 
 /// A configured account, ready for traffic.
@@ -32,8 +33,13 @@ pub struct Channels {
 }
 
 impl Channels {
-    /// Builds crypto and API clients once, at start.
-    pub fn new(settings: &Settings, http: &reqwest::Client) -> Result<Self, CryptoError> {
+    /// Builds crypto and API clients once, at start. Every client keeps its
+    /// access token in `token_store` (shared by all instances when in Redis).
+    pub fn new(
+        settings: &Settings,
+        http: &reqwest::Client,
+        token_store: Arc<dyn TokenStore>,
+    ) -> Result<Self, CryptoError> {
         let mut by_id = HashMap::new();
         for a in &settings.accounts {
             let crypt = match &a.encoding_aes_key {
@@ -46,7 +52,7 @@ impl Channels {
                 }
                 AccountKind::WecomKf => (ApiFamily::WeCom, settings.wecom.api_base.clone()),
             };
-            let api = ApiClient::new(
+            let api = ApiClient::with_store(
                 http.clone(),
                 ApiConfig {
                     base_url,
@@ -58,7 +64,11 @@ impl Channels {
                         TokenMode::Plain => api::TokenMode::Plain,
                     },
                 },
-            );
+                token_store.clone(),
+            )
+            .with_policy(api::TokenPolicy::for_http_timeout(Duration::from_secs(
+                settings.limits.outbound_timeout_secs,
+            )));
             by_id.insert(
                 a.id.to_string(),
                 Arc::new(ChannelAccount {
@@ -77,6 +87,11 @@ impl Channels {
             .get(id)
             .filter(|a| a.account.kind == kind)
             .cloned()
+    }
+
+    /// The account with this id, whatever its kind.
+    pub fn get_any(&self, id: &str) -> Option<Arc<ChannelAccount>> {
+        self.by_id.get(id).cloned()
     }
 
     pub fn of_kind(&self, kind: AccountKind) -> impl Iterator<Item = &Arc<ChannelAccount>> {

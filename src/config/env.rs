@@ -34,6 +34,12 @@ impl EnvSnapshot {
         }
     }
 
+    /// This snapshot with one more variable (it wins over an earlier one).
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.vars.push((key.into(), value.into()));
+        self
+    }
+
     /// The value of one variable, exact name.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.vars

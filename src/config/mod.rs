@@ -47,6 +47,10 @@ pub struct Settings {
     pub wecom: ApiSettings,
     #[serde(default)]
     pub kf: KfSettings,
+    #[serde(default)]
+    pub console: ConsoleSettings,
+    #[serde(default)]
+    pub outbox: OutboxSettings,
     /// The WeChat accounts, from `accounts/*.toml` (not part of kefu.toml).
     #[serde(skip)]
     pub accounts: Vec<Account>,
@@ -257,6 +261,80 @@ impl Default for KfSettings {
     }
 }
 
+/// Sending: retries, leases, and WeChat's customer-service window.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxSettings {
+    /// Run the sender on this instance (messages are accepted either way).
+    pub enabled: bool,
+    /// Attempts before a transiently failing message is given up.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt, with jitter.
+    pub base_backoff_ms: u64,
+    /// Longest retry delay.
+    pub max_backoff_secs: u64,
+    /// How long a sender owns a claimed message; after a crash another
+    /// sender takes it over when the lease ends.
+    pub lease_secs: u64,
+    /// Messages claimed and sent concurrently per step.
+    pub batch: u64,
+    /// Sender loops per instance.
+    pub senders: usize,
+    /// WeChat's customer-service window after the customer's last message.
+    pub window_hours: i64,
+    /// Messages WeChat allows within the window.
+    pub window_messages: u64,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_attempts: 8,
+            base_backoff_ms: 500,
+            max_backoff_secs: 300,
+            lease_secs: 30,
+            batch: 64,
+            senders: 4,
+            window_hours: 48,
+            window_messages: 5,
+        }
+    }
+}
+
+/// Console sign-in: session lifetimes and the lock-out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleSettings {
+    /// A session unused for this long ends.
+    pub session_idle_timeout_mins: u64,
+    /// A session ends this long after sign-in, however active.
+    pub session_lifetime_hours: u64,
+    /// Failed sign-ins for one login within the window that lock it.
+    pub lockout_attempts: u32,
+    /// The lock-out window: failures older than this no longer count.
+    pub lockout_window_mins: u64,
+}
+
+impl ConsoleSettings {
+    /// Upper bounds checked at load (one year; one week for the window).
+    pub const MAX_IDLE_MINS: u64 = 365 * 24 * 60;
+    pub const MAX_LIFETIME_HOURS: u64 = 365 * 24;
+    pub const MAX_ATTEMPTS: u64 = 1000;
+    pub const MAX_WINDOW_MINS: u64 = 7 * 24 * 60;
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        Self {
+            session_idle_timeout_mins: 12 * 60,
+            session_lifetime_hours: 7 * 24,
+            lockout_attempts: 5,
+            lockout_window_mins: 15,
+        }
+    }
+}
+
 /// A configuration problem, worded for the person who must fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigProblem {
@@ -389,6 +467,32 @@ impl Settings {
         }
         if self.limits.ingest_max_batch == 0 {
             bad("limits.ingest_max_batch", "must be at least 1".into());
+        }
+        for (key, value, max) in [
+            (
+                "console.session_idle_timeout_mins",
+                self.console.session_idle_timeout_mins,
+                ConsoleSettings::MAX_IDLE_MINS,
+            ),
+            (
+                "console.session_lifetime_hours",
+                self.console.session_lifetime_hours,
+                ConsoleSettings::MAX_LIFETIME_HOURS,
+            ),
+            (
+                "console.lockout_attempts",
+                u64::from(self.console.lockout_attempts),
+                ConsoleSettings::MAX_ATTEMPTS,
+            ),
+            (
+                "console.lockout_window_mins",
+                self.console.lockout_window_mins,
+                ConsoleSettings::MAX_WINDOW_MINS,
+            ),
+        ] {
+            if !(1..=max).contains(&value) {
+                bad(key, format!("must be between 1 and {max}"));
+            }
         }
         if self.database.max_connections == 0 {
             bad("database.max_connections", "must be at least 1".into());

@@ -1,23 +1,29 @@
-//! Group commit of inbound messages.
+//! Group commit of the hot-path writes: inbound messages, and outbound
+//! messages accepted into the outbox.
 //!
-//! Request handlers hand a message to [`Ingestor::ingest`] and wait. One
-//! writer task takes everything queued at that moment (up to a batch limit),
-//! commits it in one transaction, and only then answers each waiting handler
-//! — so a callback is never acknowledged before its message is durable, and
-//! under load one fsync covers many callbacks. Each newly stored message is
-//! announced on the bus as [`Event::MessageStored`] exactly once; a
-//! redelivery comes back as [`Inserted::Duplicate`] and announces nothing.
+//! Request handlers hand a message to [`Ingestor::ingest`] (inbound) or
+//! [`Ingestor::enqueue`] (outbound) and wait. One writer task takes
+//! everything queued at that moment (up to a batch limit), commits it in one
+//! transaction, and only then answers each waiting caller — so nothing is
+//! acknowledged before it is durable, and under load one fsync covers many
+//! requests. Each newly stored inbound message is announced on the bus as
+//! [`Event::MessageStored`] exactly once (a redelivery comes back as
+//! [`Inserted::Duplicate`] and announces nothing); each newly queued
+//! outbound message wakes the outbox sender.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use chrono::Utc;
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::bus::{Bus, Event};
 use crate::store::Store;
 use crate::store::messages::{Inserted, NewInbound};
+use crate::store::outbox::{Enqueued, NewOutbound};
 use crate::workers::{Shutdown, Workers};
 
-/// Messages waiting for the writer, at most.
+/// Writes waiting for the writer, at most.
 const QUEUE: usize = 65_536;
 
 /// Why a message was not stored.
@@ -27,15 +33,17 @@ pub enum IngestError {
     Timeout(Duration),
     #[error("the database refused the batch: {0}")]
     Store(String),
-    #[error("the ingest queue is full")]
+    #[error("the write queue is full")]
     Overloaded,
     #[error("Kefu is shutting down")]
     ShuttingDown,
 }
 
-struct Job {
-    msg: NewInbound,
-    done: oneshot::Sender<Result<Inserted, IngestError>>,
+type Reply<T> = oneshot::Sender<Result<T, IngestError>>;
+
+enum Job {
+    Inbound(NewInbound, Reply<Inserted>),
+    Outbound(Box<NewOutbound>, Reply<Enqueued>),
 }
 
 /// The handle request handlers use.
@@ -45,86 +53,152 @@ pub struct Ingestor {
 }
 
 impl Ingestor {
-    /// Starts the writer as a worker.
-    pub fn start(store: Store, bus: Bus, max_batch: usize, workers: &mut Workers) -> Self {
+    /// Starts the writer as a worker. `outbound_ready` is notified after
+    /// outbound messages were committed.
+    pub fn start(
+        store: Store,
+        bus: Bus,
+        max_batch: usize,
+        outbound_ready: Arc<Notify>,
+        workers: &mut Workers,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        workers.spawn("ingest", move |shutdown| {
-            writer(store, bus, rx, max_batch.max(1), shutdown)
-        });
+        let writer = Writer {
+            store,
+            bus,
+            outbound_ready,
+            max_batch: max_batch.max(1),
+        };
+        workers.spawn("ingest", move |shutdown| writer.run(rx, shutdown));
         Self { tx }
     }
 
-    /// Stores `msg`, waiting at most `timeout` for the commit.
-    #[tracing::instrument(level = "debug", skip_all, fields(account = %msg.account, sender = %msg.sender, key = %msg.dedup_key))]
+    /// Stores an inbound message, waiting at most `timeout` for the commit.
+    #[tracing::instrument(level = "debug", skip_all, fields(account = %msg.account, key = %msg.dedup_key))]
     pub async fn ingest(
         &self,
         msg: NewInbound,
         timeout: Duration,
     ) -> Result<Inserted, IngestError> {
         let (done, wait) = oneshot::channel();
-        self.tx.try_send(Job { msg, done }).map_err(|e| match e {
+        self.submit(Job::Inbound(msg, done))?;
+        await_commit(wait, timeout).await
+    }
+
+    /// Stores an outbound message and its outbox row, waiting at most
+    /// `timeout` for the commit.
+    #[tracing::instrument(level = "debug", skip_all, fields(account = %msg.account, recipient = %msg.recipient))]
+    pub async fn enqueue(
+        &self,
+        msg: NewOutbound,
+        timeout: Duration,
+    ) -> Result<Enqueued, IngestError> {
+        let (done, wait) = oneshot::channel();
+        self.submit(Job::Outbound(Box::new(msg), done))?;
+        await_commit(wait, timeout).await
+    }
+
+    fn submit(&self, job: Job) -> Result<(), IngestError> {
+        self.tx.try_send(job).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => IngestError::Overloaded,
             mpsc::error::TrySendError::Closed(_) => IngestError::ShuttingDown,
-        })?;
-        match tokio::time::timeout(timeout, wait).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(IngestError::ShuttingDown),
-            // The batch may still commit; WeChat's retry then finds a duplicate.
-            Err(_) => Err(IngestError::Timeout(timeout)),
-        }
+        })
     }
 }
 
-async fn writer(
+async fn await_commit<T>(
+    wait: oneshot::Receiver<Result<T, IngestError>>,
+    timeout: Duration,
+) -> Result<T, IngestError> {
+    match tokio::time::timeout(timeout, wait).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => Err(IngestError::ShuttingDown),
+        // The batch may still commit; a retry then finds the message stored.
+        Err(_) => Err(IngestError::Timeout(timeout)),
+    }
+}
+
+struct Writer {
     store: Store,
     bus: Bus,
-    mut rx: mpsc::Receiver<Job>,
+    outbound_ready: Arc<Notify>,
     max_batch: usize,
-    mut shutdown: Shutdown,
-) {
-    let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
-    loop {
-        tokio::select! {
-            biased;
-            n = rx.recv_many(&mut jobs, max_batch) => {
-                if n == 0 {
+}
+
+impl Writer {
+    async fn run(self, mut rx: mpsc::Receiver<Job>, mut shutdown: Shutdown) {
+        let mut jobs: Vec<Job> = Vec::with_capacity(self.max_batch);
+        loop {
+            tokio::select! {
+                biased;
+                n = rx.recv_many(&mut jobs, self.max_batch) => {
+                    if n == 0 {
+                        return;
+                    }
+                    self.commit(&mut jobs).await;
+                }
+                _ = shutdown.wait() => {
+                    // Finish what was accepted before the server stopped.
+                    rx.close();
+                    while rx.recv_many(&mut jobs, self.max_batch).await > 0 {
+                        self.commit(&mut jobs).await;
+                    }
                     return;
                 }
-                commit(&store, &bus, &mut jobs).await;
-            }
-            _ = shutdown.wait() => {
-                // Finish what was accepted before the server stopped.
-                rx.close();
-                while rx.recv_many(&mut jobs, max_batch).await > 0 {
-                    commit(&store, &bus, &mut jobs).await;
-                }
-                return;
             }
         }
     }
-}
 
-async fn commit(store: &Store, bus: &Bus, jobs: &mut Vec<Job>) {
-    let (batch, waiting): (Vec<NewInbound>, Vec<_>) =
-        jobs.drain(..).map(|j| (j.msg, j.done)).unzip();
-    match store.insert_inbound_batch(&batch).await {
-        Ok(results) => {
-            for ((msg, done), r) in batch.into_iter().zip(waiting).zip(results) {
-                if let Inserted::New(id) = r {
-                    bus.publish(Event::MessageStored {
-                        message_id: id,
-                        account: msg.account,
-                        sender: msg.sender,
-                    });
+    async fn commit(&self, jobs: &mut Vec<Job>) {
+        let mut inbound = Vec::new();
+        let mut inbound_done = Vec::new();
+        let mut outbound = Vec::new();
+        let mut outbound_done = Vec::new();
+        for job in jobs.drain(..) {
+            match job {
+                Job::Inbound(m, d) => {
+                    inbound.push(m);
+                    inbound_done.push(d);
                 }
-                let _ = done.send(Ok(r));
+                Job::Outbound(m, d) => {
+                    outbound.push(*m);
+                    outbound_done.push(d);
+                }
             }
         }
-        Err(e) => {
-            tracing::error!(error = %e, batch = batch.len(), "could not commit inbound messages; callbacks answer 503");
-            let reason = e.to_string();
-            for done in waiting {
-                let _ = done.send(Err(IngestError::Store(reason.clone())));
+        match self
+            .store
+            .commit_batch(&inbound, &outbound, Utc::now())
+            .await
+        {
+            Ok((inserted, enqueued)) => {
+                for ((msg, done), r) in inbound.into_iter().zip(inbound_done).zip(inserted) {
+                    if let Inserted::New(id) = r {
+                        self.bus.publish(Event::MessageStored {
+                            message_id: id,
+                            account: msg.account,
+                            sender: msg.sender,
+                        });
+                    }
+                    let _ = done.send(Ok(r));
+                }
+                if enqueued.iter().any(|e| !e.existing) {
+                    self.outbound_ready.notify_one();
+                }
+                for (done, r) in outbound_done.into_iter().zip(enqueued) {
+                    let _ = done.send(Ok(r));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, inbound = inbound.len(), outbound = outbound.len(),
+                    "could not commit a batch; callers are told it was not stored");
+                let reason = e.to_string();
+                for done in inbound_done {
+                    let _ = done.send(Err(IngestError::Store(reason.clone())));
+                }
+                for done in outbound_done {
+                    let _ = done.send(Err(IngestError::Store(reason.clone())));
+                }
             }
         }
     }

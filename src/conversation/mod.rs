@@ -3,3 +3,4 @@
 //! the pipeline stages that follow.
 
 pub mod ingest;
+pub mod outbox;

@@ -25,6 +25,7 @@
 
 pub mod baseline;
 pub mod callbacks;
+pub mod outbound;
 pub mod report;
 pub mod runner;
 pub mod stats;
@@ -66,6 +67,10 @@ pub enum LoadCommand {
     /// HTTP floor to compare Kefu against. Prints `listening ADDR` first.
     #[command(hide = true)]
     BaselineServer(BaselineArgs),
+    /// Accept agent replies into the outbox at a fixed rate and measure
+    /// their delivery to a stand-in for WeChat's API (in this process, on a
+    /// fresh database).
+    Outbound(outbound::OutboundArgs),
 }
 
 /// `kefu load callbacks …`
@@ -133,6 +138,30 @@ pub struct BaselineArgs {
 pub async fn run(args: LoadArgs, config_dir: &Path) -> ExitCode {
     match args.command {
         LoadCommand::BaselineServer(a) => baseline::serve(a).await,
+        LoadCommand::Outbound(a) => {
+            let json = a.json;
+            match outbound::run(a, config_dir).await {
+                Ok(report) => {
+                    if json {
+                        match serde_json::to_string(&report) {
+                            Ok(s) => println!("{s}"),
+                            Err(e) => eprintln!("error: {e}"),
+                        }
+                    } else {
+                        print!("{}", report.render());
+                    }
+                    if outbound::all_ok(&report) {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(USAGE_EXIT)
+                }
+            }
+        }
         LoadCommand::Callbacks(a) => match callbacks_command(a, config_dir).await {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,

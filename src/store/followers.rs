@@ -54,7 +54,7 @@ impl Store {
             return Ok(found);
         }
         let now = Utc::now();
-        let txn = self.conn().begin().await?;
+        let txn = self.writer().begin().await?;
         let customer = customers::ActiveModel {
             created_at: Set(now),
             updated_at: Set(now),
@@ -134,7 +134,7 @@ impl Store {
         active.subscribed_at = Set(sub_at);
         active.unsubscribed_at = Set(unsub_at);
         active.updated_at = Set(Utc::now());
-        active.update(self.conn()).await?;
+        active.update(self.writer()).await?;
         Ok(())
     }
 
@@ -157,7 +157,7 @@ impl Store {
         active.longitude = Set(Some(longitude));
         active.location_at = Set(Some(at));
         active.updated_at = Set(Utc::now());
-        active.update(self.conn()).await?;
+        active.update(self.writer()).await?;
         Ok(())
     }
 

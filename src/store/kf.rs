@@ -46,7 +46,7 @@ impl Store {
         next_cursor: &str,
         page: &[NewInbound],
     ) -> Result<Vec<Inserted>, StoreError> {
-        let txn = self.conn().begin().await?;
+        let txn = self.writer().begin().await?;
         let out = insert_inbound_in(&txn, page).await?;
         kf_cursors::Entity::insert(kf_cursors::ActiveModel {
             account_id: Set(account.to_string()),

@@ -2,7 +2,7 @@
 //! channel's key, in one transaction per batch (group commit).
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{OnConflict, Query};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, EntityTrait, QueryOrder, TransactionTrait};
 
 use super::entities::messages;
@@ -80,10 +80,31 @@ impl Store {
         &self,
         batch: &[NewInbound],
     ) -> Result<Vec<Inserted>, StoreError> {
-        let txn = self.conn().begin().await?;
+        let txn = self.writer().begin().await?;
         let out = insert_inbound_in(&txn, batch).await?;
         txn.commit().await?;
         Ok(out)
+    }
+
+    /// Inbound and outbound messages committed together (group commit).
+    pub async fn commit_batch(
+        &self,
+        inbound: &[NewInbound],
+        outbound: &[super::outbox::NewOutbound],
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Inserted>, Vec<super::outbox::Enqueued>), StoreError> {
+        let txn = self.writer().begin().await?;
+        let inserted = if inbound.is_empty() {
+            Vec::new()
+        } else {
+            insert_inbound_in(&txn, inbound).await?
+        };
+        let mut enqueued = Vec::with_capacity(outbound.len());
+        for m in outbound {
+            enqueued.push(super::outbox::enqueue_outbound_in(&txn, m, now).await?);
+        }
+        txn.commit().await?;
+        Ok((inserted, enqueued))
     }
 
     /// Messages of an account, oldest first (tests, exports).
@@ -195,7 +216,56 @@ pub(crate) async fn insert_inbound_in(
         }
         base += len;
     }
+    touch_contact_windows(txn, batch, &out).await?;
     Ok(out)
+}
+
+/// Records, per customer, when they last wrote: the start of WeChat's
+/// customer-service window. Only new customer messages count (events such
+/// as a subscription or a job report do not open the 48-hour window).
+async fn touch_contact_windows(
+    txn: &DatabaseTransaction,
+    batch: &[NewInbound],
+    results: &[Inserted],
+) -> Result<(), StoreError> {
+    use std::collections::HashMap;
+    let mut latest: HashMap<(&str, &str), DateTime<Utc>> = HashMap::new();
+    for (m, r) in batch.iter().zip(results) {
+        if matches!(r, Inserted::New(_)) && m.direction == Direction::In && m.msg_type != "event" {
+            let at = latest
+                .entry((m.account.as_str(), m.sender.as_str()))
+                .or_insert(m.sent_at);
+            *at = std::cmp::max(*at, m.sent_at);
+        }
+    }
+    let rows: Vec<_> = latest.into_iter().collect();
+    let mut base = 0;
+    for len in chunk_lengths(rows.len()) {
+        let mut q = Query::insert();
+        q.into_table(Alias::new("contact_windows")).columns([
+            Alias::new("account_id"),
+            Alias::new("recipient"),
+            Alias::new("last_inbound_at"),
+        ]);
+        for ((account, recipient), at) in &rows[base..base + len] {
+            q.values([(*account).into(), (*recipient).into(), (*at).into()])
+                .map_err(|e| StoreError::Db(sea_orm::DbErr::Custom(e.to_string())))?;
+        }
+        let col = |c: &str| Expr::col((Alias::new("contact_windows"), Alias::new(c)));
+        let excluded = Expr::col((Alias::new("excluded"), Alias::new("last_inbound_at")));
+        q.on_conflict(
+            OnConflict::columns([Alias::new("account_id"), Alias::new("recipient")])
+                .value(
+                    Alias::new("last_inbound_at"),
+                    Expr::case(excluded.clone().gt(col("last_inbound_at")), excluded)
+                        .finally(col("last_inbound_at")),
+                )
+                .to_owned(),
+        );
+        txn.execute(&q).await?;
+        base += len;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,10 +1,13 @@
 //! Storage: sea-orm over SQLite (WAL) or PostgreSQL. The only place that
 //! writes SQL; callers get functions shaped like the domain.
 
+pub mod agents;
 pub mod entities;
 pub mod followers;
 pub mod kf;
 pub mod messages;
+pub mod outbox;
+pub mod sessions;
 pub mod setup;
 
 use std::path::Path;
@@ -44,9 +47,16 @@ impl StoreError {
 }
 
 /// The database handle, cheap to clone.
+///
+/// On SQLite, writes go through a pool of exactly one connection: SQLite
+/// admits one writer at a time, and a second writing connection would wait
+/// in SQLite's sleeping busy handler (up to 100 ms a try) instead of in a
+/// fair in-process queue. Reads use the other pool, concurrently (WAL). On
+/// PostgreSQL both are the same pool.
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    writer: DatabaseConnection,
 }
 
 impl Store {
@@ -63,47 +73,19 @@ impl Store {
                 reason: format!("cannot create folder {}: {e}", dir.display()),
             })?;
         }
-        let mut opts = ConnectOptions::new(url.to_owned());
-        opts.max_connections(settings.max_connections)
-            .min_connections(1)
-            .connect_timeout(Duration::from_secs(settings.connect_timeout_secs))
-            .acquire_timeout(Duration::from_secs(settings.connect_timeout_secs))
-            .sqlx_logging(false)
-            .map_sqlx_sqlite_opts(|o| {
-                o.journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Full)
-                    .foreign_keys(true)
-                    .busy_timeout(Duration::from_secs(10))
-                    // 64 MiB page cache and memory-mapped reads: the writer
-                    // re-reads index pages from the kernel otherwise.
-                    .pragma("cache_size", "-65536")
-                    .pragma("mmap_size", "268435456")
-                    .pragma("temp_store", "memory")
-            });
-        let connect = Database::connect(opts);
-        // sqlx retries unreachable servers until its own timeout; bound the whole attempt.
         let limit = Duration::from_secs(settings.connect_timeout_secs.saturating_mul(2).max(1));
-        let db = match tokio::time::timeout(limit, connect).await {
-            Ok(Ok(db)) => db,
-            Ok(Err(e)) => {
-                return Err(StoreError::Connect {
-                    url: redact_url(url),
-                    reason: e.to_string(),
-                });
-            }
-            Err(_) => {
-                return Err(StoreError::Connect {
-                    url: redact_url(url),
-                    reason: format!("no answer within {} s", limit.as_secs()),
-                });
-            }
+        let db = connect_pool(url, settings, settings.max_connections, limit).await?;
+        let writer = if db.get_database_backend() == DatabaseBackend::Sqlite {
+            connect_pool(url, settings, 1, limit).await?
+        } else {
+            db.clone()
         };
-        Ok(Self { db })
+        Ok(Self { db, writer })
     }
 
     /// Applies every pending migration.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        Migrator::up(&self.db, None)
+        Migrator::up(&self.writer, None)
             .await
             .map_err(|e| StoreError::Migrate(e.to_string()))
     }
@@ -127,8 +109,14 @@ impl Store {
         self.db.get_database_backend()
     }
 
+    /// The pool for reads.
     pub fn conn(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// The pool for writes (one connection on SQLite).
+    pub fn writer(&self) -> &DatabaseConnection {
+        &self.writer
     }
 
     /// Records the configured accounts (insert or update by id).
@@ -155,7 +143,7 @@ impl Store {
                         ])
                         .to_owned(),
                 )
-                .exec(&self.db)
+                .exec(&self.writer)
                 .await?;
         }
         Ok(())
@@ -163,13 +151,52 @@ impl Store {
 
     /// Closes the pool (graceful shutdown).
     pub async fn close(self) {
+        let _ = self.writer.close().await;
         let _ = self.db.close().await;
     }
 
     /// Runs a statement that needs no result (tests, maintenance).
     pub async fn execute_unprepared(&self, sql: &str) -> Result<(), StoreError> {
-        self.db.execute_unprepared(sql).await?;
+        self.writer.execute_unprepared(sql).await?;
         Ok(())
+    }
+}
+
+/// One connection pool, with Kefu's SQLite settings.
+async fn connect_pool(
+    url: &str,
+    settings: &DatabaseSettings,
+    max_connections: u32,
+    limit: Duration,
+) -> Result<DatabaseConnection, StoreError> {
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.max_connections(max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(settings.connect_timeout_secs))
+        .acquire_timeout(Duration::from_secs(settings.connect_timeout_secs.max(10)))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10))
+                // 8 MiB page cache and memory-mapped reads: the writer
+                // re-reads index pages from the kernel otherwise.
+                .pragma("cache_size", "-8192")
+                .pragma("mmap_size", "268435456")
+                .pragma("temp_store", "memory")
+        });
+    // sqlx retries unreachable servers until its own timeout; bound the whole attempt.
+    match tokio::time::timeout(limit, Database::connect(opts)).await {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(e)) => Err(StoreError::Connect {
+            url: redact_url(url),
+            reason: e.to_string(),
+        }),
+        Err(_) => Err(StoreError::Connect {
+            url: redact_url(url),
+            reason: format!("no answer within {} s", limit.as_secs()),
+        }),
     }
 }
 

@@ -39,7 +39,7 @@ impl Store {
         token_hash: &str,
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let txn = self.conn().begin().await?;
+        let txn = self.writer().begin().await?;
         setup_tokens::Entity::delete_many()
             .filter(setup_tokens::Column::UsedAt.is_null())
             .exec(&txn)
@@ -72,7 +72,7 @@ impl Store {
         name: &str,
         password_hash: &str,
     ) -> Result<AgentId, SetupRefused> {
-        let txn = self.conn().begin().await.map_err(StoreError::from)?;
+        let txn = self.writer().begin().await.map_err(StoreError::from)?;
         let now = Utc::now();
         // Spend the token first: a concurrent second use updates nothing.
         let spent = setup_tokens::Entity::update_many()

@@ -222,3 +222,34 @@ fn unknown_account_is_a_usage_error() {
         "{err}"
     );
 }
+
+#[test]
+fn outbound_mode_delivers_every_accepted_reply_with_one_token() {
+    let out = kefu()
+        .args([
+            "load",
+            "outbound",
+            "--rate",
+            "300",
+            "--duration",
+            "1",
+            "--customers",
+            "20",
+            "--json",
+        ])
+        .output()
+        .expect("kefu runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+    assert_eq!(report["accepted"], 300);
+    assert_eq!(report["delivered"], 300);
+    assert_eq!(report["token_calls"], 1);
+    assert_eq!(report["rejected_tokens"], 0);
+    let l = &report["latency_ms"];
+    assert!(l["p50"].as_f64().unwrap() <= l["p99"].as_f64().unwrap());
+}

@@ -2,12 +2,15 @@
 
 mod fake_wechat;
 mod helpers;
+mod wechat_api;
 mod wechat_client;
 
 mod bus;
 mod cli;
 mod health;
 mod load_tool;
+mod login;
 mod official_account;
+mod outbox;
 mod setup;
 mod wecom;

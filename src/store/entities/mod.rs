@@ -5,5 +5,8 @@ pub mod agents;
 pub mod customer_identities;
 pub mod customers;
 pub mod kf_cursors;
+pub mod login_failures;
 pub mod messages;
+pub mod outbox;
+pub mod sessions;
 pub mod setup_tokens;

@@ -1,0 +1,43 @@
+//! Administration, admins only. So far `GET /admin`: the list of users.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError, web};
+use askama::Template;
+
+use super::i18n::Strings;
+use super::{LangLink, html};
+use crate::auth::{AuthError, CurrentUser, Role};
+use crate::state::AppState;
+use crate::store::agents::AgentSummary;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/admin", web::get().to(users));
+}
+
+#[derive(Template)]
+#[template(path = "admin_users.html")]
+struct UsersPage<'a> {
+    t: &'static Strings,
+    agents: &'a [AgentSummary],
+    lang_link: LangLink,
+}
+
+/// Every user with their login, name, role and status.
+async fn users(state: web::Data<AppState>, user: CurrentUser) -> Result<HttpResponse, AuthError> {
+    user.require(Role::Admin)?;
+    let agents = match state.store.list_agents().await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "could not list users");
+            return Ok(AuthError::Unavailable.error_response());
+        }
+    };
+    Ok(html(
+        StatusCode::OK,
+        &UsersPage {
+            t: user.lang().strings(),
+            agents: &agents,
+            lang_link: LangLink::new(user.lang(), "/admin"),
+        },
+    ))
+}

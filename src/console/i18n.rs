@@ -1,0 +1,356 @@
+//! The console's languages: Chinese (default) and English. Every
+//! user-visible string of the sign-in and account pages lives here, once
+//! per language.
+
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest};
+
+use crate::auth::Role;
+
+/// The cookie that remembers an explicit choice of language.
+pub const COOKIE: &str = "lang";
+
+/// A console language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lang {
+    /// Simplified Chinese, the default.
+    #[default]
+    Zh,
+    /// English.
+    En,
+}
+
+impl Lang {
+    /// `zh`, `zh-CN`, `zh-Hans`… → Chinese; `en`, `en-US`… → English.
+    pub fn from_tag(tag: &str) -> Option<Lang> {
+        let primary = tag.trim().split(['-', '_']).next()?.to_ascii_lowercase();
+        match primary.as_str() {
+            "zh" => Some(Lang::Zh),
+            "en" => Some(Lang::En),
+            _ => None,
+        }
+    }
+
+    /// The best supported language of an `Accept-Language` header, by
+    /// quality (ties keep the header's order); `None` if none is supported.
+    pub fn from_accept_language(header: &str) -> Option<Lang> {
+        let mut best: Option<(u16, Lang)> = None;
+        for item in header.split(',') {
+            let mut parts = item.split(';');
+            let Some(lang) = parts.next().and_then(Lang::from_tag) else {
+                continue;
+            };
+            let q = parts
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .map_or(1000, quality);
+            if q > 0 && best.is_none_or(|(b, _)| q > b) {
+                best = Some((q, lang));
+            }
+        }
+        best.map(|(_, l)| l)
+    }
+
+    /// The `lang` cookie if it names a language, else `Accept-Language`,
+    /// else Chinese.
+    pub fn detect(req: &HttpRequest) -> Lang {
+        req.cookie(COOKIE)
+            .and_then(|c| Lang::from_tag(c.value()))
+            .or_else(|| {
+                req.headers()
+                    .get(actix_web::http::header::ACCEPT_LANGUAGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(Lang::from_accept_language)
+            })
+            .unwrap_or_default()
+    }
+
+    /// The value of the `lang` cookie and of `/lang/{code}`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Zh => "zh",
+            Lang::En => "en",
+        }
+    }
+
+    /// The other language (for the switch link).
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::Zh => Lang::En,
+            Lang::En => Lang::Zh,
+        }
+    }
+
+    /// This language's strings.
+    pub fn strings(self) -> &'static Strings {
+        match self {
+            Lang::Zh => &ZH,
+            Lang::En => &EN,
+        }
+    }
+}
+
+/// `q=0.8` → 800; malformed values count as 0 (not acceptable).
+fn quality(q: &str) -> u16 {
+    q.trim()
+        .parse::<f32>()
+        .ok()
+        .filter(|q| (0.0..=1.0).contains(q))
+        .map_or(0, |q| (q * 1000.0).round() as u16)
+}
+
+impl FromRequest for Lang {
+    type Error = Infallible;
+    type Future = Ready<Result<Lang, Infallible>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Ok(Lang::detect(req)))
+    }
+}
+
+/// Every string of the console's sign-in, home, account and admin pages.
+/// `{n}` marks a number filled in by the methods below.
+#[derive(Debug)]
+pub struct Strings {
+    /// The `lang` attribute of `<html>`.
+    pub html_lang: &'static str,
+    pub app_name: &'static str,
+    /// The label of the link to the other language.
+    pub other_language: &'static str,
+
+    pub login_title: &'static str,
+    pub login_label: &'static str,
+    pub password_label: &'static str,
+    pub login_button: &'static str,
+    pub login_failed: &'static str,
+    pub locked: &'static str,
+    pub setup_hint: &'static str,
+
+    pub home_title: &'static str,
+    pub hello: &'static str,
+    pub role_label: &'static str,
+    pub role_agent: &'static str,
+    pub role_supervisor: &'static str,
+    pub role_admin: &'static str,
+    pub role_unknown: &'static str,
+    pub workbench_soon: &'static str,
+    pub logout_button: &'static str,
+    pub users_link: &'static str,
+
+    pub password_title: &'static str,
+    pub current_password: &'static str,
+    pub new_password: &'static str,
+    pub confirm_password: &'static str,
+    min_len_hint: &'static str,
+    pub save_button: &'static str,
+    pub back_link: &'static str,
+    pub wrong_current: &'static str,
+    pub mismatch: &'static str,
+    too_short: &'static str,
+    too_long: &'static str,
+    pub same_password: &'static str,
+    pub password_changed: &'static str,
+
+    pub users_title: &'static str,
+    pub col_login: &'static str,
+    pub col_name: &'static str,
+    pub col_role: &'static str,
+    pub col_status: &'static str,
+    pub status_active: &'static str,
+    pub status_disabled: &'static str,
+
+    pub forbidden_title: &'static str,
+    pub forbidden_text: &'static str,
+    pub expired_title: &'static str,
+    pub expired_text: &'static str,
+    pub home_link: &'static str,
+}
+
+impl Strings {
+    /// How a role is called.
+    pub fn role(&self, role: Role) -> &'static str {
+        match role {
+            Role::Agent => self.role_agent,
+            Role::Supervisor => self.role_supervisor,
+            Role::Admin => self.role_admin,
+        }
+    }
+
+    /// As [`Strings::role`], for a role that may be unknown.
+    pub fn role_opt(&self, role: &Option<Role>) -> &'static str {
+        role.map_or(self.role_unknown, |r| self.role(r))
+    }
+
+    /// "At least {n} characters".
+    pub fn min_len_hint(&self, n: usize) -> String {
+        fill(self.min_len_hint, n)
+    }
+
+    /// The new password is shorter than `n`.
+    pub fn too_short(&self, n: usize) -> String {
+        fill(self.too_short, n)
+    }
+
+    /// The new password is longer than `n`.
+    pub fn too_long(&self, n: usize) -> String {
+        fill(self.too_long, n)
+    }
+}
+
+fn fill(text: &str, n: usize) -> String {
+    text.replace("{n}", &n.to_string())
+}
+
+static ZH: Strings = Strings {
+    html_lang: "zh-CN",
+    app_name: "Kefu 客服",
+    other_language: "English",
+
+    login_title: "登录",
+    login_label: "登录名",
+    password_label: "密码",
+    login_button: "登录",
+    login_failed: "登录名或密码不正确。",
+    locked: "失败次数过多，该账号已暂时锁定，请稍后再试。",
+    setup_hint: "尚未创建管理员：请使用启动日志中打印的一次性初始化链接。",
+
+    home_title: "控制台",
+    hello: "您好，",
+    role_label: "角色：",
+    role_agent: "客服",
+    role_supervisor: "主管",
+    role_admin: "管理员",
+    role_unknown: "未知",
+    workbench_soon: "工作台即将上线。",
+    logout_button: "退出登录",
+    users_link: "用户列表",
+
+    password_title: "修改密码",
+    current_password: "当前密码",
+    new_password: "新密码",
+    confirm_password: "确认新密码",
+    min_len_hint: "至少 {n} 个字符",
+    save_button: "保存",
+    back_link: "返回控制台",
+    wrong_current: "当前密码不正确。",
+    mismatch: "两次输入的新密码不一致。",
+    too_short: "新密码至少需要 {n} 个字符。",
+    too_long: "新密码最多 {n} 个字符。",
+    same_password: "新密码不能与当前密码相同。",
+    password_changed: "密码已修改，其他设备上的登录已全部退出。",
+
+    users_title: "用户列表",
+    col_login: "登录名",
+    col_name: "姓名",
+    col_role: "角色",
+    col_status: "状态",
+    status_active: "正常",
+    status_disabled: "已停用",
+
+    forbidden_title: "无权访问",
+    forbidden_text: "您的角色无权打开此页面。",
+    expired_title: "页面已过期",
+    expired_text: "表单已过期或来源无效，请刷新页面后重试。",
+    home_link: "返回控制台",
+};
+
+static EN: Strings = Strings {
+    html_lang: "en",
+    app_name: "Kefu",
+    other_language: "中文",
+
+    login_title: "Sign in",
+    login_label: "Login",
+    password_label: "Password",
+    login_button: "Sign in",
+    login_failed: "Wrong login or password.",
+    locked: "Too many failed attempts: this login is locked for a while. Try again later.",
+    setup_hint: "No administrator yet: open the one-time setup link printed in the start-up log.",
+
+    home_title: "Console",
+    hello: "Hello, ",
+    role_label: "Role: ",
+    role_agent: "Agent",
+    role_supervisor: "Supervisor",
+    role_admin: "Administrator",
+    role_unknown: "unknown",
+    workbench_soon: "The workbench is coming soon.",
+    logout_button: "Sign out",
+    users_link: "Users",
+
+    password_title: "Change password",
+    current_password: "Current password",
+    new_password: "New password",
+    confirm_password: "Confirm the new password",
+    min_len_hint: "at least {n} characters",
+    save_button: "Save",
+    back_link: "Back to the console",
+    wrong_current: "The current password is wrong.",
+    mismatch: "The new passwords do not match.",
+    too_short: "The new password must be at least {n} characters long.",
+    too_long: "The new password must be at most {n} characters long.",
+    same_password: "The new password must differ from the current one.",
+    password_changed: "Password changed; your other sessions were signed out.",
+
+    users_title: "Users",
+    col_login: "Login",
+    col_name: "Name",
+    col_role: "Role",
+    col_status: "Status",
+    status_active: "Active",
+    status_disabled: "Disabled",
+
+    forbidden_title: "Access denied",
+    forbidden_text: "Your role may not open this page.",
+    expired_title: "Page expired",
+    expired_text: "This form has expired or did not come from Kefu. Reload the page and try again.",
+    home_link: "Back to the console",
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_language_picks_the_best_supported_language() {
+        assert_eq!(Lang::from_accept_language("en"), Some(Lang::En));
+        assert_eq!(Lang::from_accept_language("en-US,en;q=0.9"), Some(Lang::En));
+        assert_eq!(
+            Lang::from_accept_language("zh-CN,zh;q=0.9,en;q=0.8"),
+            Some(Lang::Zh)
+        );
+        assert_eq!(
+            Lang::from_accept_language("fr, en;q=0.5, zh;q=0.7"),
+            Some(Lang::Zh)
+        );
+        assert_eq!(
+            Lang::from_accept_language("en;q=0, zh;q=0.1"),
+            Some(Lang::Zh)
+        );
+        assert_eq!(Lang::from_accept_language("de, fr"), None);
+        assert_eq!(Lang::from_accept_language("en;q=bogus"), None);
+        assert_eq!(Lang::from_accept_language(""), None);
+    }
+
+    #[test]
+    fn tags_and_codes() {
+        assert_eq!(Lang::from_tag("zh-Hans-CN"), Some(Lang::Zh));
+        assert_eq!(Lang::from_tag("EN_gb"), Some(Lang::En));
+        assert_eq!(Lang::from_tag("ja"), None);
+        for l in [Lang::Zh, Lang::En] {
+            assert_eq!(Lang::from_tag(l.code()), Some(l));
+            assert_eq!(l.other().other(), l);
+        }
+        assert_eq!(Lang::default(), Lang::Zh);
+    }
+
+    #[test]
+    fn numbers_are_filled_in() {
+        assert_eq!(ZH.too_short(12), "新密码至少需要 12 个字符。");
+        assert_eq!(EN.min_len_hint(12), "at least 12 characters");
+        assert_eq!(EN.role(Role::Admin), "Administrator");
+        assert_eq!(ZH.role_opt(&None), "未知");
+    }
+}

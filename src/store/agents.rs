@@ -1,0 +1,168 @@
+//! Console users (agents, supervisors, admins): what sign-in and the admin
+//! pages need.
+
+use chrono::Utc;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
+};
+
+use super::entities::{agents, sessions};
+use super::{Store, StoreError};
+use crate::auth::Role;
+use crate::ids::AgentId;
+
+/// What a sign-in attempt checks.
+#[derive(Debug, Clone)]
+pub struct AgentCredentials {
+    pub id: AgentId,
+    /// `None` for users who cannot sign in with a password (e.g. synced from
+    /// the CRM and not yet given one).
+    pub password_hash: Option<String>,
+    /// False when disabled or departed.
+    pub active: bool,
+}
+
+/// One row of the user list.
+#[derive(Debug, Clone)]
+pub struct AgentSummary {
+    pub id: AgentId,
+    pub login: String,
+    pub name: String,
+    /// `None` if the stored role is not one Kefu knows.
+    pub role: Option<Role>,
+    pub disabled: bool,
+}
+
+impl Store {
+    /// Creates a user who signs in with a password. A taken login is
+    /// [`StoreError::Duplicate`].
+    pub async fn create_agent(
+        &self,
+        login: &str,
+        name: &str,
+        role: Role,
+        password_hash: &str,
+    ) -> Result<AgentId, StoreError> {
+        let now = Utc::now();
+        let row = agents::ActiveModel {
+            login: Set(login.to_owned()),
+            name: Set(name.to_owned()),
+            role: Set(role.as_str().to_owned()),
+            password_hash: Set(Some(password_hash.to_owned())),
+            capacity: Set(10),
+            status: Set("offline".into()),
+            disabled: Set(false),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .insert(self.writer())
+        .await
+        .map_err(StoreError::from_insert)?;
+        Ok(AgentId(row.id))
+    }
+
+    /// The credentials of the user with this exact login, if any.
+    pub async fn agent_credentials(
+        &self,
+        login: &str,
+    ) -> Result<Option<AgentCredentials>, StoreError> {
+        let row = agents::Entity::find()
+            .filter(agents::Column::Login.eq(login))
+            .one(self.conn())
+            .await?;
+        Ok(row.map(|a| AgentCredentials {
+            id: AgentId(a.id),
+            active: !a.disabled && a.departed_at.is_none(),
+            password_hash: a.password_hash,
+        }))
+    }
+
+    /// The stored password hash of a user (`None` if they have none).
+    pub async fn agent_password_hash(&self, id: AgentId) -> Result<Option<String>, StoreError> {
+        let row = agents::Entity::find_by_id(id.0)
+            .one(self.conn())
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        Ok(row.password_hash)
+    }
+
+    /// Replaces a user's password hash and ends every session of theirs
+    /// except `keep` (the one that asked for the change), atomically.
+    pub async fn set_password_revoking_sessions(
+        &self,
+        id: AgentId,
+        password_hash: &str,
+        keep: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let txn = self.writer().begin().await?;
+        let updated = agents::Entity::update_many()
+            .col_expr(
+                agents::Column::PasswordHash,
+                sea_orm::sea_query::Expr::value(password_hash),
+            )
+            .col_expr(
+                agents::Column::UpdatedAt,
+                sea_orm::sea_query::Expr::value(Utc::now()),
+            )
+            .filter(agents::Column::Id.eq(id.0))
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected != 1 {
+            return Err(StoreError::NotFound);
+        }
+        let mut revoke = sessions::Entity::delete_many().filter(sessions::Column::AgentId.eq(id.0));
+        if let Some(keep) = keep {
+            revoke = revoke.filter(sessions::Column::Id.ne(keep));
+        }
+        revoke.exec(&txn).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Disables or re-enables a user; disabling also ends their sessions.
+    pub async fn set_agent_disabled(&self, id: AgentId, disabled: bool) -> Result<(), StoreError> {
+        let txn = self.writer().begin().await?;
+        let updated = agents::Entity::update_many()
+            .col_expr(
+                agents::Column::Disabled,
+                sea_orm::sea_query::Expr::value(disabled),
+            )
+            .col_expr(
+                agents::Column::UpdatedAt,
+                sea_orm::sea_query::Expr::value(Utc::now()),
+            )
+            .filter(agents::Column::Id.eq(id.0))
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected != 1 {
+            return Err(StoreError::NotFound);
+        }
+        if disabled {
+            sessions::Entity::delete_many()
+                .filter(sessions::Column::AgentId.eq(id.0))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Every user, by login.
+    pub async fn list_agents(&self) -> Result<Vec<AgentSummary>, StoreError> {
+        let rows = agents::Entity::find()
+            .order_by_asc(agents::Column::Login)
+            .all(self.conn())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|a| AgentSummary {
+                id: AgentId(a.id),
+                role: Role::parse(&a.role),
+                login: a.login,
+                name: a.name,
+                disabled: a.disabled,
+            })
+            .collect())
+    }
+}
