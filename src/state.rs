@@ -28,4 +28,8 @@ pub struct AppState {
     pub kf_sync: KfSync,
     /// Everything sent to customers: stored first, then sent.
     pub outbox: Outbox,
+    /// Media kept forever: the store, downloads, uploads.
+    pub media: crate::media::Media,
+    /// IP address → region (ip2region), loaded once; empty when the file is absent.
+    pub regions: Arc<crate::routing::region::RegionResolver>,
 }

@@ -7,6 +7,7 @@ mod m20261123_000001_initial;
 mod m20261123_000002_kf_cursors;
 mod m20261123_000003_outbox;
 mod m20261123_000004_sessions;
+mod m20261123_000005_media;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_kf_cursors::Migration),
             Box::new(m20261123_000003_outbox::Migration),
             Box::new(m20261123_000004_sessions::Migration),
+            Box::new(m20261123_000005_media::Migration),
         ]
     }
 }

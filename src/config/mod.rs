@@ -51,6 +51,8 @@ pub struct Settings {
     pub console: ConsoleSettings,
     #[serde(default)]
     pub outbox: OutboxSettings,
+    #[serde(default)]
+    pub routing: RoutingSettings,
     /// The WeChat accounts, from `accounts/*.toml` (not part of kefu.toml).
     #[serde(skip)]
     pub accounts: Vec<Account>,
@@ -135,6 +137,18 @@ pub struct MediaSettings {
     pub max_voice_bytes: u64,
     pub max_video_bytes: u64,
     pub max_file_bytes: u64,
+    /// Run the inbound media download worker.
+    pub download_enabled: bool,
+    /// Attempts before a message's media is marked unavailable.
+    pub download_max_attempts: u32,
+    /// First retry delay; doubles each attempt.
+    pub download_backoff_secs: u64,
+    /// Longest retry delay.
+    pub download_max_backoff_secs: u64,
+    /// How often the worker looks for media messages it was not told about.
+    pub download_sweep_secs: u64,
+    /// How long an uploaded media id is reused (WeChat keeps it 3 days).
+    pub upload_reuse_secs: u64,
 }
 
 impl Default for MediaSettings {
@@ -145,6 +159,12 @@ impl Default for MediaSettings {
             max_voice_bytes: 2 * 1024 * 1024,
             max_video_bytes: 10 * 1024 * 1024,
             max_file_bytes: 20 * 1024 * 1024,
+            download_enabled: true,
+            download_max_attempts: 10,
+            download_backoff_secs: 30,
+            download_max_backoff_secs: 3600,
+            download_sweep_secs: 60,
+            upload_reuse_secs: 60 * 60 * 60,
         }
     }
 }
@@ -331,6 +351,23 @@ impl Default for ConsoleSettings {
             session_lifetime_hours: 7 * 24,
             lockout_attempts: 5,
             lockout_window_mins: 15,
+        }
+    }
+}
+
+/// Routing of customers to agents.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingSettings {
+    /// The offline IP → region database (`kefu fetch-ip2region` puts it
+    /// there); absent means web visitors are routed without a region.
+    pub ip2region_path: PathBuf,
+}
+
+impl Default for RoutingSettings {
+    fn default() -> Self {
+        Self {
+            ip2region_path: PathBuf::from(crate::routing::region::DEFAULT_XDB_PATH),
         }
     }
 }

@@ -4,3 +4,4 @@
 
 pub mod ingest;
 pub mod outbox;
+pub mod state;

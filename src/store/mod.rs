@@ -5,6 +5,7 @@ pub mod agents;
 pub mod entities;
 pub mod followers;
 pub mod kf;
+pub mod media;
 pub mod messages;
 pub mod outbox;
 pub mod sessions;

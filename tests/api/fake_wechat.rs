@@ -88,6 +88,8 @@ struct State {
     /// (open_kfid, external_userid) -> (service_state, servicer_userid); default (1, "").
     kf_service_state: HashMap<(String, String), (i64, String)>,
     media: HashMap<String, StoredMedia>,
+    /// Plain files served at paths outside `/cgi-bin/` (e.g. an image's `PicUrl`).
+    files: HashMap<String, StoredMedia>,
     uploaded: Vec<(String, String, Vec<u8>)>,
     seq: u64,
     template_msgid: i64,
@@ -106,6 +108,7 @@ impl State {
             kf_page_size: 1000,
             kf_service_state: HashMap::new(),
             media: HashMap::new(),
+            files: HashMap::new(),
             uploaded: Vec::new(),
             seq: 0,
             template_msgid: 2_000_000_000,
@@ -370,6 +373,21 @@ impl FakeWechat {
         );
     }
 
+    /// Serve `bytes` at `path` (outside `/cgi-bin/`, e.g. `/mmbiz/pic.jpg`) to any GET,
+    /// without a token: a stand-in for an image's `PicUrl`. Returns the full URL.
+    pub fn put_file(&self, path: &str, content_type: &str, bytes: Vec<u8>) -> String {
+        let path = format!("/{}", path.trim_start_matches('/'));
+        self.shared.lock().files.insert(
+            path.clone(),
+            StoredMedia {
+                content_type: content_type.to_owned(),
+                filename: path.rsplit('/').next().unwrap_or("file").to_owned(),
+                bytes,
+            },
+        );
+        format!("{}{path}", self.base_url)
+    }
+
     /// Successful `media/upload` calls: (media_id, type query param, file bytes).
     pub fn uploaded_media(&self) -> Vec<(String, String, Vec<u8>)> {
         self.shared.lock().uploaded.clone()
@@ -484,7 +502,11 @@ async fn serve(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) ->
     let reply = {
         let mut st = shared.lock();
         if rec.endpoint.starts_with('/') {
-            None
+            st.files.get(&rec.endpoint).map(|f| Reply::Bytes {
+                content_type: f.content_type.clone(),
+                filename: f.filename.clone(),
+                bytes: f.bytes.clone(),
+            })
         } else {
             Some(handlers::dispatch(&mut st, &rec, &content_type))
         }

@@ -129,6 +129,8 @@ pub fn test_settings(dir: &Path, db_url: &str, fake: &FakeWechat) -> Settings {
     s.database.url = Secret::new(db_url);
     s.database.max_connections = 4;
     s.media.dir = dir.join("media");
+    // Tests that need regions write their own small database.
+    s.routing.ip2region_path = dir.join("ip2region.xdb");
     if let Ok(redis) = std::env::var("KEFU_TEST_REDIS_URL")
         && !redis.is_empty()
     {

@@ -1,6 +1,6 @@
 //! Console sign-in through HTTP: sessions, lock-out, CSRF, roles, language.
 
-mod browser;
+pub(crate) mod browser;
 
 use chrono::{Duration, Utc};
 use kefu::auth::{Role, token};

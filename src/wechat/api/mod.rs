@@ -10,12 +10,14 @@
 //! - `message` (OA customer-service messages, typing), `template`, `kf`
 //!   (WeCom kf pull, send, session state), `outbound` (the channel-neutral
 //!   [`OutboundContent`] and [`ApiClient::send`]).
+//! - `media`: `media/upload` and `media/get` ([`MediaStream`]).
 //! - `error` / `reason`: [`ApiError`], its [`ErrorClass`] and the sentence
 //!   shown to agents.
 
 mod client;
 mod error;
 pub mod kf;
+pub mod media;
 pub mod message;
 mod outbound;
 mod reason;
@@ -26,6 +28,7 @@ mod token;
 pub use client::{ApiClient, ApiConfig, ApiFamily, TokenMode};
 pub use error::{ApiError, ErrorClass, classify};
 pub use kf::{KfMessage, KfSession, ServiceState};
+pub use media::{MediaStream, UploadKind, UploadedMedia, fetch_url};
 pub use message::{CustomMessage, TypingCommand};
 pub use outbound::{OutboundContent, SendReceipt, SendRoute};
 pub use store::{MemoryTokenStore, StoredToken, TokenStore, TokenStoreError, now_ms};

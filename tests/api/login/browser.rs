@@ -8,23 +8,23 @@ use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 
 use crate::helpers::TestApp;
 
-pub(super) const ADMIN_PW: &str = "correct horse battery";
-pub(super) const AGENT_PW: &str = "agent staple battery";
+pub(crate) const ADMIN_PW: &str = "correct horse battery";
+pub(crate) const AGENT_PW: &str = "agent staple battery";
 
 /// A signed-in browser: the session cookie's token and the page's CSRF token.
-pub(super) struct Session {
-    pub(super) token: String,
-    pub(super) csrf: String,
+pub(crate) struct Session {
+    pub(crate) token: String,
+    pub(crate) csrf: String,
 }
 
 impl Session {
-    pub(super) fn cookie(&self) -> String {
+    pub(crate) fn cookie(&self) -> String {
         format!("kefu_session={}", self.token)
     }
 }
 
 /// Creates the first admin `ada` through the setup link, as a person would.
-pub(super) async fn create_admin(app: &TestApp) {
+pub(crate) async fn create_admin(app: &TestApp) {
     let link = app.setup_link.clone().expect("a setup link");
     let path = &link[link.find("/setup/").expect("setup path")..];
     let r = app
@@ -43,7 +43,7 @@ pub(super) async fn create_admin(app: &TestApp) {
     assert!(r.text().await.unwrap().contains("href=\"/login\""));
 }
 
-pub(super) async fn add_user(app: &TestApp, login: &str, role: Role, pw: &str) -> AgentId {
+pub(crate) async fn add_user(app: &TestApp, login: &str, role: Role, pw: &str) -> AgentId {
     let hash = password::hash(pw).unwrap();
     app.state
         .store
@@ -53,7 +53,7 @@ pub(super) async fn add_user(app: &TestApp, login: &str, role: Role, pw: &str) -
 }
 
 /// The value of a cookie the response sets.
-pub(super) fn set_cookie(r: &Response, name: &str) -> Option<String> {
+pub(crate) fn set_cookie(r: &Response, name: &str) -> Option<String> {
     r.headers()
         .get_all(SET_COOKIE)
         .iter()
@@ -62,24 +62,24 @@ pub(super) fn set_cookie(r: &Response, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-pub(super) fn cookie_value(header: &str) -> String {
+pub(crate) fn cookie_value(header: &str) -> String {
     let pair = header.split(';').next().unwrap();
     pair.split_once('=').unwrap().1.to_owned()
 }
 
-pub(super) fn location(r: &Response) -> &str {
+pub(crate) fn location(r: &Response) -> &str {
     r.headers()[LOCATION].to_str().unwrap()
 }
 
 /// The value of a hidden form field.
-pub(super) fn hidden(body: &str, name: &str) -> String {
+pub(crate) fn hidden(body: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = body.find(&marker).expect("field present") + marker.len();
     body[start..][..body[start..].find('"').unwrap()].to_owned()
 }
 
 /// The sign-in form: its cookie and its hidden token.
-pub(super) async fn login_form(app: &TestApp) -> (String, String) {
+pub(crate) async fn login_form(app: &TestApp) -> (String, String) {
     let r = app.get("/login").await;
     assert_eq!(r.status(), 200);
     let cookie = cookie_value(&set_cookie(&r, "kefu_login_csrf").expect("login cookie"));
@@ -87,7 +87,7 @@ pub(super) async fn login_form(app: &TestApp) -> (String, String) {
     (cookie, field)
 }
 
-pub(super) async fn post_login(
+pub(crate) async fn post_login(
     app: &TestApp,
     csrf: &(String, String),
     fields: &[(&str, &str)],
@@ -103,12 +103,12 @@ pub(super) async fn post_login(
         .unwrap()
 }
 
-pub(super) async fn try_sign_in(app: &TestApp, login: &str, pw: &str) -> Response {
+pub(crate) async fn try_sign_in(app: &TestApp, login: &str, pw: &str) -> Response {
     let csrf = login_form(app).await;
     post_login(app, &csrf, &[("login", login), ("password", pw)]).await
 }
 
-pub(super) async fn sign_in(app: &TestApp, login: &str, pw: &str) -> Session {
+pub(crate) async fn sign_in(app: &TestApp, login: &str, pw: &str) -> Session {
     let r = try_sign_in(app, login, pw).await;
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap_or_default());
     let token = cookie_value(&set_cookie(&r, "kefu_session").expect("session cookie"));
@@ -118,7 +118,7 @@ pub(super) async fn sign_in(app: &TestApp, login: &str, pw: &str) -> Session {
     Session { token, csrf }
 }
 
-pub(super) async fn get_as(app: &TestApp, path: &str, token: &str) -> Response {
+pub(crate) async fn get_as(app: &TestApp, path: &str, token: &str) -> Response {
     app.client
         .get(format!("{}{path}", app.address))
         .header(COOKIE, format!("kefu_session={token}"))
@@ -127,7 +127,7 @@ pub(super) async fn get_as(app: &TestApp, path: &str, token: &str) -> Response {
         .unwrap()
 }
 
-pub(super) async fn post_as(
+pub(crate) async fn post_as(
     app: &TestApp,
     path: &str,
     s: &Session,
@@ -142,7 +142,7 @@ pub(super) async fn post_as(
         .unwrap()
 }
 
-pub(super) async fn change_password(
+pub(crate) async fn change_password(
     app: &TestApp,
     s: &Session,
     current: &str,
@@ -162,6 +162,6 @@ pub(super) async fn change_password(
     .await
 }
 
-pub(super) async fn signed_in_still(app: &TestApp, s: &Session) -> bool {
+pub(crate) async fn signed_in_still(app: &TestApp, s: &Session) -> bool {
     get_as(app, "/", &s.token).await.status() == 200
 }

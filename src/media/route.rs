@@ -1,0 +1,77 @@
+//! `GET /media/{id}`: a stored file, for signed-in console users.
+//!
+//! Any signed-in user may read any object for now; the console issue
+//! narrows this to users who may see the conversation. Signed out, pages
+//! redirect to the sign-in page (see `CurrentUser`). Pictures, sound and
+//! video are served inline, everything else as an attachment; the type is
+//! the recorded one and browsers are told not to guess another.
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use tokio::io::AsyncReadExt;
+
+use super::MediaError;
+use super::rules;
+use crate::auth::CurrentUser;
+use crate::http_error::{ApiError, Code};
+use crate::state::AppState;
+
+/// Bytes read from disk per chunk.
+const CHUNK: usize = 64 * 1024;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/media/{id}", web::get().to(serve));
+}
+
+async fn serve(
+    user: CurrentUser,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let not_found = || ApiError::new(Code::NotFound, "no such media");
+    let id: i64 = id.parse().map_err(|_| not_found())?;
+    let (row, path) = state.media.store.open(id).await.map_err(|e| match e {
+        MediaError::NotFound => not_found(),
+        e => ApiError::internal(e),
+    })?;
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(media_id = id, path = %path.display(), error = %e, "stored media file missing");
+            return Err(not_found());
+        }
+    };
+    tracing::debug!(media_id = id, user = %user.login, "media served");
+    let disposition = if rules::inline(&row.content_type) {
+        "inline".to_owned()
+    } else {
+        format!(
+            "attachment; filename=\"media-{id}.{}\"",
+            rules::extension(&row.content_type)
+        )
+    };
+    let body = futures_util::stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let mut buf = vec![0u8; CHUNK];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(web::Bytes::from(buf)), Some(file)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    Ok(HttpResponse::Ok()
+        .content_type(row.content_type.as_str())
+        .insert_header((header::CONTENT_DISPOSITION, disposition))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::CACHE_CONTROL, "private, max-age=86400"))
+        .insert_header((header::ETAG, format!("\"{}\"", row.sha256)))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; sandbox",
+        ))
+        .no_chunking(row.size.max(0) as u64)
+        .streaming(body))
+}
