@@ -5,12 +5,12 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
     QuerySelect, Set, Statement, TransactionTrait, Value,
 };
 
 use super::entities::{media_downloads, media_objects, media_uploads, messages};
-use super::{Store, StoreError};
+use super::{Store, StoreError, placeholders};
 use crate::ids::{AccountId, MessageId};
 
 /// Download statuses, as stored.
@@ -351,26 +351,5 @@ impl Store {
             .exec(self.writer())
             .await?;
         Ok(())
-    }
-}
-
-/// `?` placeholders as the backend wants them.
-fn placeholders(backend: DbBackend, sql: &str) -> String {
-    match backend {
-        DbBackend::Postgres => {
-            let mut out = String::with_capacity(sql.len() + 16);
-            let mut n = 0;
-            for c in sql.chars() {
-                if c == '?' {
-                    n += 1;
-                    out.push('$');
-                    out.push_str(&n.to_string());
-                } else {
-                    out.push(c);
-                }
-            }
-            out
-        }
-        _ => sql.to_owned(),
     }
 }

@@ -214,9 +214,40 @@ fn sqlite_file(url: &str) -> Option<&str> {
     }
 }
 
+/// SQL written with `?` placeholders, as the backend wants them (`$1, $2, …`
+/// on PostgreSQL).
+pub(crate) fn placeholders(backend: DatabaseBackend, sql: &str) -> String {
+    match backend {
+        DatabaseBackend::Postgres => {
+            let mut out = String::with_capacity(sql.len() + 16);
+            let mut n = 0;
+            for c in sql.chars() {
+                if c == '?' {
+                    n += 1;
+                    out.push('$');
+                    out.push_str(&n.to_string());
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        }
+        _ => sql.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn postgres_placeholders_are_numbered() {
+        assert_eq!(
+            placeholders(DatabaseBackend::Postgres, "a = ? AND b = ?"),
+            "a = $1 AND b = $2"
+        );
+        assert_eq!(placeholders(DatabaseBackend::Sqlite, "a = ?"), "a = ?");
+    }
 
     #[test]
     fn sqlite_paths() {

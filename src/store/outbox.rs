@@ -4,13 +4,13 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait, Value,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, Statement, TransactionTrait, Value,
 };
 
 use super::entities::{messages, outbox};
 use super::messages::{Channel, Direction};
-use super::{Store, StoreError};
+use super::{Store, StoreError, placeholders};
 use crate::ids::{AccountId, AgentId, MessageId};
 
 /// Outbox statuses, as stored and shown.
@@ -300,39 +300,4 @@ async fn record_outcome(
             .await?;
     }
     Ok(applied)
-}
-
-/// `?` placeholders as the backend wants them.
-fn placeholders(backend: DatabaseBackend, sql: &str) -> String {
-    match backend {
-        DatabaseBackend::Postgres => {
-            let mut out = String::with_capacity(sql.len() + 16);
-            let mut n = 0;
-            for c in sql.chars() {
-                if c == '?' {
-                    n += 1;
-                    out.push('$');
-                    out.push_str(&n.to_string());
-                } else {
-                    out.push(c);
-                }
-            }
-            out
-        }
-        _ => sql.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn postgres_placeholders_are_numbered() {
-        assert_eq!(
-            placeholders(DatabaseBackend::Postgres, "a = ? AND b = ?"),
-            "a = $1 AND b = $2"
-        );
-        assert_eq!(placeholders(DatabaseBackend::Sqlite, "a = ?"), "a = ?");
-    }
 }
