@@ -123,6 +123,9 @@ impl Application {
             settings.media.clone(),
         );
         media.start(&bus, &mut workers);
+        crate::conversation::pipeline::Pipeline::new(store.clone(), bus.clone())
+            .with_ingest(ingest.clone())
+            .start(&mut workers);
         let regions = Arc::new(RegionResolver::load(&settings.routing.ip2region_path));
         let state = AppState {
             store,

@@ -8,6 +8,7 @@ mod m20261123_000002_kf_cursors;
 mod m20261123_000003_outbox;
 mod m20261123_000004_sessions;
 mod m20261123_000005_media;
+mod m20261123_000006_conversations;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000003_outbox::Migration),
             Box::new(m20261123_000004_sessions::Migration),
             Box::new(m20261123_000005_media::Migration),
+            Box::new(m20261123_000006_conversations::Migration),
         ]
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::ids::{AccountId, MessageId};
+use crate::ids::{AccountId, AgentId, ConversationId, CustomerId, MessageId};
 
 pub use self::memory::MemoryBus;
 pub use self::redis::{RedisBus, RedisBusError};
@@ -46,6 +46,16 @@ pub enum Event {
         recipient: String,
         status: String,
         reason: Option<String>,
+    },
+    /// A conversation was opened or changed state (recorded with its reason):
+    /// for the console and reports.
+    ConversationChanged {
+        conversation: ConversationId,
+        customer: CustomerId,
+        /// `bot`, `queued`, `assigned` or `closed`.
+        state: String,
+        agent: Option<AgentId>,
+        reason: String,
     },
     /// Free-form signal used by health checks and tests.
     Ping { nonce: String },

@@ -19,6 +19,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::bus::{Bus, Event};
 use crate::store::Store;
+use crate::store::conversations::MessageLink;
 use crate::store::messages::{Inserted, NewInbound};
 use crate::store::outbox::{Enqueued, NewOutbound};
 use crate::workers::{Shutdown, Workers};
@@ -44,6 +45,7 @@ type Reply<T> = oneshot::Sender<Result<T, IngestError>>;
 enum Job {
     Inbound(NewInbound, Reply<Inserted>),
     Outbound(Box<NewOutbound>, Reply<Enqueued>),
+    Link(MessageLink, Reply<bool>),
 }
 
 /// The handle request handlers use.
@@ -95,6 +97,15 @@ impl Ingestor {
     ) -> Result<Enqueued, IngestError> {
         let (done, wait) = oneshot::channel();
         self.submit(Job::Outbound(Box::new(msg), done))?;
+        await_commit(wait, timeout).await
+    }
+
+    /// Links a stored message to its customer and conversation (the
+    /// pipeline's claim), committed with the next batch; `true` when this
+    /// call linked it.
+    pub async fn link(&self, link: MessageLink, timeout: Duration) -> Result<bool, IngestError> {
+        let (done, wait) = oneshot::channel();
+        self.submit(Job::Link(link, done))?;
         await_commit(wait, timeout).await
     }
 
@@ -154,6 +165,8 @@ impl Writer {
         let mut inbound_done = Vec::new();
         let mut outbound = Vec::new();
         let mut outbound_done = Vec::new();
+        let mut links = Vec::new();
+        let mut links_done = Vec::new();
         for job in jobs.drain(..) {
             match job {
                 Job::Inbound(m, d) => {
@@ -164,14 +177,18 @@ impl Writer {
                     outbound.push(*m);
                     outbound_done.push(d);
                 }
+                Job::Link(l, d) => {
+                    links.push(l);
+                    links_done.push(d);
+                }
             }
         }
         match self
             .store
-            .commit_batch(&inbound, &outbound, Utc::now())
+            .commit_batch(&inbound, &outbound, &links, Utc::now())
             .await
         {
-            Ok((inserted, enqueued)) => {
+            Ok((inserted, enqueued, linked)) => {
                 for ((msg, done), r) in inbound.into_iter().zip(inbound_done).zip(inserted) {
                     if let Inserted::New(id) = r {
                         self.bus.publish(Event::MessageStored {
@@ -188,6 +205,9 @@ impl Writer {
                 for (done, r) in outbound_done.into_iter().zip(enqueued) {
                     let _ = done.send(Ok(r));
                 }
+                for (done, r) in links_done.into_iter().zip(linked) {
+                    let _ = done.send(Ok(r));
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, inbound = inbound.len(), outbound = outbound.len(),
@@ -197,6 +217,9 @@ impl Writer {
                     let _ = done.send(Err(IngestError::Store(reason.clone())));
                 }
                 for done in outbound_done {
+                    let _ = done.send(Err(IngestError::Store(reason.clone())));
+                }
+                for done in links_done {
                     let _ = done.send(Err(IngestError::Store(reason.clone())));
                 }
             }

@@ -1,7 +1,9 @@
-//! The conversation pipeline. For now: the inbound seam — every channel's
-//! messages are committed here (group commit) and announced on the bus for
-//! the pipeline stages that follow.
+//! The conversation pipeline: the inbound seam — every channel's messages
+//! are committed here (group commit) and announced on the bus — then
+//! `pipeline`, which finds each message's customer and conversation and moves
+//! the conversation's state machine (`state`), routing requests for a human.
 
 pub mod ingest;
 pub mod outbox;
+pub mod pipeline;
 pub mod state;

@@ -91,8 +91,9 @@ impl Store {
         &self,
         inbound: &[NewInbound],
         outbound: &[super::outbox::NewOutbound],
+        links: &[super::conversations::MessageLink],
         now: DateTime<Utc>,
-    ) -> Result<(Vec<Inserted>, Vec<super::outbox::Enqueued>), StoreError> {
+    ) -> Result<(Vec<Inserted>, Vec<super::outbox::Enqueued>, Vec<bool>), StoreError> {
         let txn = self.writer().begin().await?;
         let inserted = if inbound.is_empty() {
             Vec::new()
@@ -103,8 +104,12 @@ impl Store {
         for m in outbound {
             enqueued.push(super::outbox::enqueue_outbound_in(&txn, m, now).await?);
         }
+        let mut linked = Vec::with_capacity(links.len());
+        for l in links {
+            linked.push(super::conversations::link_message_in(&txn, l).await?);
+        }
         txn.commit().await?;
-        Ok((inserted, enqueued))
+        Ok((inserted, enqueued, linked))
     }
 
     /// Messages of an account, oldest first (tests, exports).

@@ -2,12 +2,14 @@
 //! writes SQL; callers get functions shaped like the domain.
 
 pub mod agents;
+pub mod conversations;
 pub mod entities;
 pub mod followers;
 pub mod kf;
 pub mod media;
 pub mod messages;
 pub mod outbox;
+pub mod routing;
 pub mod sessions;
 pub mod setup;
 

@@ -7,6 +7,7 @@ mod wechat_client;
 
 mod bus;
 mod cli;
+mod conversations;
 mod health;
 mod ip_region;
 mod load_tool;

@@ -81,10 +81,16 @@ async fn each_mode_stores_the_message_before_answering_success() {
             m.channel_msg_id.as_deref(),
             Some((100 + i as i64).to_string().as_str())
         );
-        let ev = tokio::time::timeout(Duration::from_secs(5), events.recv())
-            .await
-            .unwrap()
-            .unwrap();
+        // The pipeline's ConversationChanged events interleave: skip them.
+        let ev = loop {
+            let ev = tokio::time::timeout(Duration::from_secs(5), events.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            if !matches!(ev.event, Event::ConversationChanged { .. }) {
+                break ev;
+            }
+        };
         assert_eq!(
             ev.event,
             Event::MessageStored {
@@ -163,10 +169,17 @@ async fn four_concurrent_deliveries_store_one_message_and_announce_it_once() {
     app.state.bus.publish(Event::Ping {
         nonce: "end".into(),
     });
-    let first = events.recv().await.unwrap().event;
+    // The pipeline's ConversationChanged events interleave: skip them.
+    let mut next = async || loop {
+        let ev = events.recv().await.unwrap().event;
+        if !matches!(ev, Event::ConversationChanged { .. }) {
+            return ev;
+        }
+    };
+    let first = next().await;
     assert!(matches!(first, Event::MessageStored { .. }), "{first:?}");
     assert_eq!(
-        events.recv().await.unwrap().event,
+        next().await,
         Event::Ping {
             nonce: "end".into()
         }

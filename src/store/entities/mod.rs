@@ -2,8 +2,12 @@
 
 pub mod accounts;
 pub mod agents;
+pub mod city_groups;
+pub mod conversation_transitions;
+pub mod conversations;
 pub mod customer_identities;
 pub mod customers;
+pub mod group_members;
 pub mod kf_cursors;
 pub mod login_failures;
 pub mod media_downloads;
