@@ -96,21 +96,7 @@ impl Store {
         keep: Option<&str>,
     ) -> Result<(), StoreError> {
         let txn = self.writer().begin().await?;
-        let updated = agents::Entity::update_many()
-            .col_expr(
-                agents::Column::PasswordHash,
-                sea_orm::sea_query::Expr::value(password_hash),
-            )
-            .col_expr(
-                agents::Column::UpdatedAt,
-                sea_orm::sea_query::Expr::value(Utc::now()),
-            )
-            .filter(agents::Column::Id.eq(id.0))
-            .exec(&txn)
-            .await?;
-        if updated.rows_affected != 1 {
-            return Err(StoreError::NotFound);
-        }
+        update_agent_in(&txn, id, agents::Column::PasswordHash, password_hash.into()).await?;
         let mut revoke = sessions::Entity::delete_many().filter(sessions::Column::AgentId.eq(id.0));
         if let Some(keep) = keep {
             revoke = revoke.filter(sessions::Column::Id.ne(keep));
@@ -123,21 +109,7 @@ impl Store {
     /// Disables or re-enables a user; disabling also ends their sessions.
     pub async fn set_agent_disabled(&self, id: AgentId, disabled: bool) -> Result<(), StoreError> {
         let txn = self.writer().begin().await?;
-        let updated = agents::Entity::update_many()
-            .col_expr(
-                agents::Column::Disabled,
-                sea_orm::sea_query::Expr::value(disabled),
-            )
-            .col_expr(
-                agents::Column::UpdatedAt,
-                sea_orm::sea_query::Expr::value(Utc::now()),
-            )
-            .filter(agents::Column::Id.eq(id.0))
-            .exec(&txn)
-            .await?;
-        if updated.rows_affected != 1 {
-            return Err(StoreError::NotFound);
-        }
+        update_agent_in(&txn, id, agents::Column::Disabled, disabled.into()).await?;
         if disabled {
             sessions::Entity::delete_many()
                 .filter(sessions::Column::AgentId.eq(id.0))
@@ -164,5 +136,29 @@ impl Store {
                 disabled: a.disabled,
             })
             .collect())
+    }
+}
+
+/// Sets one column of an agent (and `updated_at`) inside a transaction;
+/// `NotFound` when there is no such agent.
+async fn update_agent_in(
+    txn: &sea_orm::DatabaseTransaction,
+    id: AgentId,
+    column: agents::Column,
+    value: sea_orm::Value,
+) -> Result<(), StoreError> {
+    let updated = agents::Entity::update_many()
+        .col_expr(column, sea_orm::sea_query::Expr::value(value))
+        .col_expr(
+            agents::Column::UpdatedAt,
+            sea_orm::sea_query::Expr::value(Utc::now()),
+        )
+        .filter(agents::Column::Id.eq(id.0))
+        .exec(txn)
+        .await?;
+    if updated.rows_affected == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound)
     }
 }
