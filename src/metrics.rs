@@ -32,6 +32,8 @@ pub struct Metrics {
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_duration: Family<RouteLabels, Histogram>,
     pub bus_events: Counter,
+    /// Time to take one routing decision (the router's lock and policy).
+    pub routing_decision: Histogram,
 }
 
 impl Metrics {
@@ -57,11 +59,18 @@ impl Metrics {
             "Events published on the bus",
             bus_events.clone(),
         );
+        let routing_decision = Histogram::new(exponential_buckets(0.000_001, 2.0, 24));
+        registry.register(
+            "routing_decision_seconds",
+            "Time to take one routing decision",
+            routing_decision.clone(),
+        );
         Arc::new(Self {
             registry: Mutex::new(registry),
             http_requests,
             http_duration,
             bus_events,
+            routing_decision,
         })
     }
 

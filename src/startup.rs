@@ -123,9 +123,18 @@ impl Application {
             settings.media.clone(),
         );
         media.start(&bus, &mut workers);
-        crate::conversation::pipeline::Pipeline::new(store.clone(), bus.clone())
-            .with_ingest(ingest.clone())
-            .start(&mut workers);
+        let router = crate::routing::Router::new(settings.routing.require_shifts)
+            .with_timings(metrics.routing_decision.clone());
+        router.replace(store.router_data(chrono::Utc::now()).await?);
+        let pipeline = crate::conversation::pipeline::Pipeline::new(
+            store.clone(),
+            bus.clone(),
+            router.clone(),
+            settings.routing.clone(),
+        )
+        .with_ingest(ingest.clone())
+        .with_outbox(outbox.clone());
+        pipeline.start(&mut workers);
         let regions = Arc::new(RegionResolver::load(&settings.routing.ip2region_path));
         let state = AppState {
             store,
@@ -139,6 +148,8 @@ impl Application {
             outbox,
             media,
             regions,
+            router,
+            pipeline,
         };
 
         let listener = bind(&settings.server.host, settings.server.port)?;

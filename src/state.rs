@@ -32,4 +32,11 @@ pub struct AppState {
     pub media: crate::media::Media,
     /// IP address → region (ip2region), loaded once; empty when the file is absent.
     pub regions: Arc<crate::routing::region::RegionResolver>,
+    /// Agents' presence, load and shifts in memory: routing decisions.
+    pub router: crate::routing::Router,
+    /// The conversation pipeline: agents, supervisors and timers move
+    /// conversations through it too ([`Pipeline::trigger`]).
+    ///
+    /// [`Pipeline::trigger`]: crate::conversation::pipeline::Pipeline::trigger
+    pub pipeline: crate::conversation::pipeline::Pipeline,
 }

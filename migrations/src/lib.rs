@@ -9,6 +9,7 @@ mod m20261123_000003_outbox;
 mod m20261123_000004_sessions;
 mod m20261123_000005_media;
 mod m20261123_000006_conversations;
+mod m20261123_000007_routing;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000004_sessions::Migration),
             Box::new(m20261123_000005_media::Migration),
             Box::new(m20261123_000006_conversations::Migration),
+            Box::new(m20261123_000007_routing::Migration),
         ]
     }
 }

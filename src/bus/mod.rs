@@ -55,6 +55,10 @@ pub enum Event {
         /// `bot`, `queued`, `assigned` or `closed`.
         state: String,
         agent: Option<AgentId>,
+        /// The agent who held it before this change, if any (other
+        /// instances keep the agents' load from these two).
+        #[serde(default)]
+        previous_agent: Option<AgentId>,
         reason: String,
     },
     /// Free-form signal used by health checks and tests.

@@ -362,12 +362,58 @@ pub struct RoutingSettings {
     /// The offline IP → region database (`kefu fetch-ip2region` puts it
     /// there); absent means web visitors are routed without a region.
     pub ip2region_path: PathBuf,
+    /// When true, an agent with no shift on record is off duty; when false
+    /// (the default, until the CRM provides shifts), only agents with
+    /// shifts on record are held to them.
+    pub require_shifts: bool,
+    /// How many queued conversations an agent who becomes free takes at
+    /// once (a fresh login is not flooded).
+    pub queue_batch_limit: u32,
+    /// Seconds between sweeps of the queue (catches shift starts and
+    /// anything an event missed).
+    pub queue_sweep_secs: u64,
+    /// Seconds an agent's console may be gone before they count as offline
+    /// and their conversations are re-routed.
+    pub presence_grace_secs: u64,
+    /// Seconds between reconciliations of the in-memory agents' load and
+    /// presence with the database.
+    pub reconcile_secs: u64,
+    /// Minutes an assigned conversation may wait for the agent's reply before
+    /// it is offered to another agent of the group and supervisors are
+    /// alerted (0: never).
+    pub agent_reply_timeout_mins: u64,
+    /// Minutes without a customer message after which an open conversation
+    /// closes by itself (0: never). Queued conversations wait.
+    pub auto_close_mins: u64,
+    /// Minutes after a close during which a reply of 1–5 answers the
+    /// satisfaction survey.
+    pub survey_window_mins: u64,
+    /// Words that ask for a person (the whole message, or inside a short one).
+    pub handoff_keywords: Vec<String>,
+    /// Official Account menu keys (CLICK events) that ask for a person.
+    pub handoff_menu_keys: Vec<String>,
+    /// Menu keys that start with this prefix choose a city: `CITY:上海`.
+    pub city_menu_prefix: String,
 }
 
 impl Default for RoutingSettings {
     fn default() -> Self {
         Self {
             ip2region_path: PathBuf::from(crate::routing::region::DEFAULT_XDB_PATH),
+            require_shifts: false,
+            queue_batch_limit: 3,
+            queue_sweep_secs: 10,
+            presence_grace_secs: 90,
+            reconcile_secs: 60,
+            agent_reply_timeout_mins: 5,
+            auto_close_mins: 30,
+            survey_window_mins: 24 * 60,
+            handoff_keywords: crate::conversation::state::DEFAULT_HANDOFF_KEYWORDS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            handoff_menu_keys: vec!["HUMAN".into(), "KEFU_HUMAN".into()],
+            city_menu_prefix: "CITY:".into(),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! `pipeline`, which finds each message's customer and conversation and moves
 //! the conversation's state machine (`state`), routing requests for a human.
 
+pub mod effects;
 pub mod ingest;
 pub mod outbox;
 pub mod pipeline;

@@ -2,44 +2,54 @@
 //! channel, finds its customer and conversation and moves the conversation's
 //! state machine; a request for a human runs routing.
 //!
-//! For each [`Event::MessageStored`] this instance published (the instance
-//! that stored a message handles it; others see it on the shared bus), the
-//! worker calls [`Pipeline::handle`]:
+//! The worker takes [`Event::MessageStored`] events this instance published
+//! (the instance that stored a message handles it; others see it on the
+//! shared bus) in **batches**: whatever is waiting on the bus, up to
+//! [`BATCH`], is read with one query, its links are submitted to the
+//! group-commit writer together, and then each message moves its
+//! conversation, in order. Customers and open conversations are cached, so a
+//! routine message costs no read of its own. For each message:
 //!
-//! 1. skip what is not a customer's message (outbound, channel events such
-//!    as subscribe or kf job reports, channels without a pipeline yet);
+//! 1. skip what is not a customer's message (outbound, channel events other
+//!    than menu clicks, channels without a pipeline yet);
 //! 2. identify the customer by the channel identity (OA openid, WeCom
-//!    external_userid), find their open conversation on the account or open
-//!    one (`bot`), and link the message to both — the link is the claim that
-//!    makes handling idempotent;
-//! 3. apply [`Trigger::HumanRequested`] when the text asks for a person
-//!    ([`HandoffKeywords`]), else [`Trigger::CustomerMessage`]; on a
-//!    [`Effect::Route`], run [`routing::assign`] on a snapshot of the agents
-//!    and feed its decision back;
-//! 4. persist every recorded transition with an optimistic check and publish
-//!    [`Event::ConversationChanged`].
+//!    external_userid), find their open conversation on the account, else
+//!    reopen their last closed one, else open one (`bot`); link the message
+//!    to both — the link is the claim that makes handling idempotent;
+//! 3. a reply to a pending satisfaction survey is recorded as its answer;
+//!    a menu click on a city sets the customer's region;
+//! 4. apply [`Trigger::HumanRequested`] when the text or menu click asks for
+//!    a person, else [`Trigger::CustomerMessage`] (see [`apply`](self::apply)
+//!    for the steps that follow: routing on the in-memory [`Router`], the
+//!    optimistic store of each transition, the effects, the bus event).
 //!
 //! A receiver that lagged behind the bus sweeps the unlinked inbound messages
 //! from the database (also once at start), so no message is left behind.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::broadcast::error::RecvError;
+use moka::future::Cache;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::bus::{Bus, Event};
+use crate::config::RoutingSettings;
 use crate::conversation::ingest::Ingestor;
-use crate::conversation::state::{
-    ConversationState, Effect, HandoffKeywords, HandoffVia, Transition, Trigger, transition,
-};
+use crate::conversation::outbox::Outbox;
+use crate::conversation::state::{ConversationState, HandoffKeywords, HandoffVia, Trigger};
 use crate::ids::{AccountId, AgentId, ConversationId, CustomerId, MessageId};
-use crate::routing::{self, Decision, Request, Scope};
-use crate::store::conversations::{MessageLink, StateChange, StoredState};
-use crate::store::entities::conversations;
+use crate::routing::Router;
+use crate::store::conversations::MessageLink;
+use crate::store::entities::{conversations, messages};
 use crate::store::followers::IdentityKind;
 use crate::store::messages::{Channel, Direction};
 use crate::store::{Store, StoreError};
 use crate::workers::{Shutdown, Workers};
+
+mod apply;
+
+pub use apply::parse_state;
 
 /// Messages per page of the catch-up sweep.
 const SWEEP_PAGE: u64 = 500;
@@ -50,15 +60,12 @@ const SWEEP_PAGE: u64 = 500;
 pub const SWEEP_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(48);
 /// How long a link may wait for its group commit.
 const LINK_TIMEOUT: Duration = Duration::from_secs(10);
-/// Messages handled at once by the worker. Links and state changes are
-/// claims with optimistic checks, so concurrent handling is safe, but each
-/// message still costs a few reads: measured on 2 cores, 64 at once starved
-/// the callback path (2.3k callbacks/s), one at a time costs it ~30 %
-/// (7.9k/s instead of 11.8k/s). Batching the pipeline's reads is the next
-/// step (issue 6).
-const IN_FLIGHT: usize = 1;
+/// Most messages taken from the bus at once.
+const BATCH: usize = 256;
 /// Pause before retrying after a database error in the worker loop.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Customers and open conversations kept in the caches.
+const CACHE_ENTRIES: u64 = 100_000;
 
 /// What handling one message did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,16 +82,6 @@ pub enum Handled {
     },
 }
 
-/// What [`Pipeline::persist`] did with a transition.
-enum Persisted {
-    /// A routine step: nothing recorded.
-    Routine,
-    /// Recorded; this event announces it.
-    Recorded(Event),
-    /// The conversation changed under us: nothing applied.
-    Conflict,
-}
-
 /// Why a message could not be handled.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -94,26 +91,53 @@ pub enum PipelineError {
     UnknownState(ConversationId, String),
     #[error(transparent)]
     NotLinked(#[from] crate::conversation::ingest::IngestError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A customer's message, ready to link and apply.
+struct Prepared {
+    msg: messages::Model,
+    customer: CustomerId,
+    conversation: conversations::Model,
+    /// Opened (or reopened) for this message: announced once linked.
+    opened: Option<String>,
 }
 
 /// The pipeline: cheap to clone.
 #[derive(Clone)]
 pub struct Pipeline {
-    store: Store,
-    bus: Bus,
-    keywords: HandoffKeywords,
+    pub(crate) store: Store,
+    pub(crate) bus: Bus,
+    pub(crate) router: Router,
+    pub(crate) settings: Arc<RoutingSettings>,
+    pub(crate) outbox: Option<Outbox>,
+    keywords: Arc<HandoffKeywords>,
     /// When set, links go through the group-commit writer, sharing its
     /// transactions with inbound messages instead of one fsync each.
     ingest: Option<Ingestor>,
+    /// (identity kind, account, value) → customer. Identities never move.
+    customers: Cache<(&'static str, String, String), i64>,
+    /// (customer, account) → their open conversation as last stored here.
+    open: Cache<(i64, String), conversations::Model>,
 }
 
 impl Pipeline {
-    pub fn new(store: Store, bus: Bus) -> Self {
+    pub fn new(store: Store, bus: Bus, router: Router, settings: RoutingSettings) -> Self {
+        let keywords = HandoffKeywords::new(
+            &settings.handoff_keywords,
+            crate::conversation::state::DEFAULT_MAX_UNITS,
+        );
         Self {
             store,
             bus,
-            keywords: HandoffKeywords::default(),
+            router,
+            settings: Arc::new(settings),
+            outbox: None,
+            keywords: Arc::new(keywords),
             ingest: None,
+            customers: Cache::new(CACHE_ENTRIES),
+            open: Cache::new(CACHE_ENTRIES),
         }
     }
 
@@ -121,6 +145,29 @@ impl Pipeline {
     pub fn with_ingest(mut self, ingest: Ingestor) -> Self {
         self.ingest = Some(ingest);
         self
+    }
+
+    /// Tells customers (queue position, agent joined, survey…) through the
+    /// outbox; without it those notices are skipped.
+    pub fn with_outbox(mut self, outbox: Outbox) -> Self {
+        self.outbox = Some(outbox);
+        self
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    pub fn settings(&self) -> &RoutingSettings {
+        &self.settings
     }
 
     /// Starts the worker: subscribed now, so nothing stored from here on is
@@ -139,7 +186,6 @@ impl Pipeline {
         mut shutdown: Shutdown,
     ) {
         let mut sweep = true;
-        let mut in_flight = tokio::task::JoinSet::new();
         loop {
             if sweep {
                 match self.sweep().await {
@@ -155,47 +201,80 @@ impl Pipeline {
                 }
                 sweep = false;
             }
-            let received = tokio::select! {
-                _ = shutdown.wait() => {
-                    // Let the messages in hand finish their step.
-                    while in_flight.join_next().await.is_some() {}
-                    return;
-                }
+            let first = tokio::select! {
+                _ = shutdown.wait() => return,
                 r = events.recv() => r,
             };
-            match received {
-                Ok(env) if env.origin == self.bus.origin() => {
-                    if let Event::MessageStored { message_id, .. } = env.event {
-                        while in_flight.len() >= IN_FLIGHT {
-                            if let Some(Ok(false)) = in_flight.join_next().await {
-                                sweep = true;
+            let mut batch = Vec::new();
+            let mut next = first.map_err(|e| match e {
+                RecvError::Lagged(n) => TryRecvError::Lagged(n),
+                RecvError::Closed => TryRecvError::Closed,
+            });
+            loop {
+                match next {
+                    Ok(env) => {
+                        if env.origin == self.bus.origin() {
+                            self.observe(&env.event).await;
+                            if let Event::MessageStored { message_id, .. } = env.event {
+                                batch.push(message_id);
                             }
-                        }
-                        let me = self.clone();
-                        in_flight.spawn(async move {
-                            match me.handle(message_id).await {
-                                Ok(_) => true,
-                                Err(e) => {
-                                    // The message stays unlinked: the next sweep retries.
-                                    tracing::warn!(message = %message_id, error = %e, "pipeline could not handle a message");
-                                    false
-                                }
-                            }
-                        });
-                    }
-                    while let Some(done) = in_flight.try_join_next() {
-                        if !matches!(done, Ok(true)) {
-                            sweep = true;
+                        } else {
+                            self.observe_remote(&env.event).await;
                         }
                     }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "pipeline lagged behind the bus; sweeping");
+                        sweep = true;
+                    }
+                    Err(TryRecvError::Closed) => return,
                 }
-                Ok(_) => {}
-                Err(RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "pipeline lagged behind the bus; sweeping");
-                    sweep = true;
+                if batch.len() >= BATCH {
+                    break;
                 }
-                Err(RecvError::Closed) => return,
+                next = events.try_recv();
             }
+            if batch.is_empty() {
+                continue;
+            }
+            if let Err(e) = self.handle_batch(&batch).await {
+                // The messages stay unlinked: the sweep retries them.
+                tracing::warn!(messages = batch.len(), error = %e, "pipeline could not handle a batch");
+                sweep = true;
+            }
+        }
+    }
+
+    /// Keeps the caches right when this instance changed a conversation
+    /// outside the pipeline's own path (nothing to do today: every change
+    /// goes through [`Pipeline::trigger`] or the inbound path).
+    async fn observe(&self, _event: &Event) {}
+
+    /// Another instance changed a conversation: forget our copy, and move
+    /// the agents' load as it did.
+    async fn observe_remote(&self, event: &Event) {
+        if let Event::ConversationChanged {
+            customer,
+            agent,
+            previous_agent,
+            ..
+        } = event
+        {
+            self.forget_customer(*customer).await;
+            self.router.moved(*previous_agent, *agent, None);
+        }
+    }
+
+    /// Drops every cached open conversation of `customer`.
+    pub(crate) async fn forget_customer(&self, customer: CustomerId) {
+        let stale: Vec<_> = self
+            .open
+            .iter()
+            .filter(|(k, _)| k.0 == customer.0)
+            .map(|(k, _)| (*k).clone())
+            .collect();
+        for k in stale {
+            self.open.invalidate(&k).await;
         }
     }
 
@@ -233,267 +312,258 @@ impl Pipeline {
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn handle(&self, message_id: MessageId) -> Result<Handled, PipelineError> {
         let msg = self.store.message(message_id).await?;
-        let kind = match msg.channel.as_str() {
-            c if c == Channel::OfficialAccount.as_str() => IdentityKind::OaOpenId,
-            c if c == Channel::WecomKf.as_str() => IdentityKind::WecomExternalUserId,
-            // The web widget joins with issue 9.
-            _ => return Ok(Handled::Skipped),
-        };
-        if msg.direction != Direction::In.as_str()
-            || msg.msg_type == "event"
-            || msg.sender.is_empty()
-        {
+        let Some(p) = self.prepare(msg).await? else {
             return Ok(Handled::Skipped);
-        }
-        if msg.conversation_id.is_some() {
+        };
+        if p.msg.conversation_id.is_some() {
             return Ok(Handled::AlreadyHandled);
         }
-        let Ok(account) = AccountId::parse(&msg.account_id) else {
-            return Ok(Handled::Skipped);
-        };
-        let channel = if kind == IdentityKind::OaOpenId {
-            Channel::OfficialAccount
-        } else {
-            Channel::WecomKf
-        };
-        let now = Utc::now();
-        let customer = CustomerId(
-            self.store
-                .identity(kind, &account, &msg.sender)
-                .await?
-                .customer_id,
-        );
-        let (conv, created) = match self.store.open_conversation_of(customer, &account).await? {
-            Some(c) => (c, false),
-            None => {
-                self.store
-                    .open_conversation(customer, &account, channel, now)
-                    .await?
+        let linked = self.link(&p).await?;
+        self.finish(p, linked).await
+    }
+
+    /// Handles messages read with one query, linked together.
+    pub async fn handle_batch(&self, ids: &[MessageId]) -> Result<Vec<Handled>, PipelineError> {
+        let rows = self.store.messages_by_ids(ids).await?;
+        let mut prepared = Vec::with_capacity(rows.len());
+        let mut out = Vec::with_capacity(rows.len());
+        for msg in rows {
+            if msg.conversation_id.is_some() {
+                out.push(Handled::AlreadyHandled);
+                continue;
             }
+            match self.prepare(msg).await {
+                Ok(Some(p)) => prepared.push(p),
+                Ok(None) => out.push(Handled::Skipped),
+                Err(e) => tracing::warn!(error = %e, "pipeline could not prepare a message"),
+            }
+        }
+        let links = futures_util::future::join_all(prepared.iter().map(|p| self.link(p))).await;
+        for (p, linked) in prepared.into_iter().zip(links) {
+            let id = p.msg.id;
+            match async { self.finish(p, linked?).await }.await {
+                Ok(h) => out.push(h),
+                Err(e) => {
+                    tracing::warn!(message = id, error = %e, "pipeline could not handle a message")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Finds the customer and conversation of a customer's message; `None`
+    /// for what the pipeline does not handle.
+    async fn prepare(&self, msg: messages::Model) -> Result<Option<Prepared>, PipelineError> {
+        let (kind, channel) = match msg.channel.as_str() {
+            c if c == Channel::OfficialAccount.as_str() => {
+                (IdentityKind::OaOpenId, Channel::OfficialAccount)
+            }
+            c if c == Channel::WecomKf.as_str() => {
+                (IdentityKind::WecomExternalUserId, Channel::WecomKf)
+            }
+            // The web widget joins with issue 9.
+            _ => return Ok(None),
         };
-        let conversation = ConversationId(conv.id);
-        let link = MessageLink {
-            message: message_id,
+        if msg.direction != Direction::In.as_str()
+            || msg.sender.is_empty()
+            || (msg.msg_type == "event" && self.menu_key(&msg).is_none())
+        {
+            return Ok(None);
+        }
+        let Ok(account) = AccountId::parse(&msg.account_id) else {
+            return Ok(None);
+        };
+        let customer = self.customer_of(kind, &account, &msg.sender).await?;
+        let (conversation, opened) = self.conversation_for(customer, &account, channel).await?;
+        Ok(Some(Prepared {
+            msg,
             customer,
             conversation,
-            at: now,
+            opened,
+        }))
+    }
+
+    async fn customer_of(
+        &self,
+        kind: IdentityKind,
+        account: &AccountId,
+        value: &str,
+    ) -> Result<CustomerId, PipelineError> {
+        let key = (kind.as_str(), account.to_string(), value.to_owned());
+        if let Some(id) = self.customers.get(&key).await {
+            return Ok(CustomerId(id));
+        }
+        let id = self.store.identity(kind, account, value).await?.customer_id;
+        self.customers.insert(key, id).await;
+        Ok(CustomerId(id))
+    }
+
+    /// The customer's open conversation on the account (cached), or their
+    /// last closed one (to reopen), or a new one.
+    async fn conversation_for(
+        &self,
+        customer: CustomerId,
+        account: &AccountId,
+        channel: Channel,
+    ) -> Result<(conversations::Model, Option<String>), PipelineError> {
+        let key = (customer.0, account.to_string());
+        if let Some(c) = self.open.get(&key).await {
+            return Ok((c, None));
+        }
+        if let Some(c) = self.store.open_conversation_of(customer, account).await? {
+            self.open.insert(key, c.clone()).await;
+            return Ok((c, None));
+        }
+        if let Some(c) = self
+            .store
+            .last_closed_conversation(customer, account)
+            .await?
+        {
+            // Reopened by the state machine when the message is applied.
+            return Ok((c, None));
+        }
+        let (c, created) = self
+            .store
+            .open_conversation(customer, account, channel, Utc::now())
+            .await?;
+        self.open.insert(key, c.clone()).await;
+        Ok((c, created.then(|| "新会话 / new conversation".to_owned())))
+    }
+
+    async fn link(&self, p: &Prepared) -> Result<bool, PipelineError> {
+        let link = MessageLink {
+            message: MessageId(p.msg.id),
+            customer: p.customer,
+            conversation: ConversationId(p.conversation.id),
+            at: Utc::now(),
         };
-        let linked = match &self.ingest {
+        Ok(match &self.ingest {
             Some(ingest) => ingest.link(link, LINK_TIMEOUT).await?,
             None => {
                 self.store
-                    .link_message(message_id, customer, conversation, now)
+                    .link_message(link.message, link.customer, link.conversation, link.at)
                     .await?
             }
-        };
-        if created {
+        })
+    }
+
+    /// After the link: announce a new conversation, then move the state
+    /// machine (once per message: only the worker that linked it).
+    async fn finish(&self, p: Prepared, linked: bool) -> Result<Handled, PipelineError> {
+        let conversation = ConversationId(p.conversation.id);
+        if let Some(reason) = &p.opened {
             // Announced once linked: whoever hears it finds the message there.
-            self.publish(&conv, "新会话 / new conversation".into());
+            self.publish_opened(&p.conversation, reason.clone());
         }
         if !linked {
             return Ok(Handled::AlreadyHandled);
         }
-        let text = msg.content.as_deref().unwrap_or_default();
-        let trigger = if msg.msg_type == "text" && self.keywords.is_human_request(text) {
-            Trigger::HumanRequested {
-                via: HandoffVia::Keyword,
-            }
-        } else {
-            Trigger::CustomerMessage
+        if p.msg.channel == Channel::WecomKf.as_str() && p.conversation.open_kfid.is_none() {
+            self.note_open_kfid(&p).await?;
+        }
+        // An earlier message of the same batch may have moved it.
+        let current = match self
+            .open
+            .get(&(p.customer.0, p.conversation.account_id.clone()))
+            .await
+        {
+            Some(c) if c.id == p.conversation.id => c,
+            _ => p.conversation.clone(),
         };
-        let state = self.apply(&conv, customer, trigger).await?;
+        let from = parse_state(&current)?;
+        if from == ConversationState::Closed
+            && crate::conversation::effects::survey::try_answer(self, &current, &p.msg).await?
+        {
+            return Ok(Handled::Done {
+                conversation,
+                customer: p.customer,
+                state: from,
+            });
+        }
+        let trigger = self.trigger_of(&p).await?;
+        let state = self
+            .apply(&current, p.customer, trigger, "customer", Some(&p.msg))
+            .await?;
         Ok(Handled::Done {
             conversation,
-            customer,
+            customer: p.customer,
             state,
         })
     }
 
-    /// Applies `trigger` and then the effects this slice carries out
-    /// (routing); returns the state reached.
-    async fn apply(
-        &self,
-        conv: &conversations::Model,
-        customer: CustomerId,
-        trigger: Trigger,
-    ) -> Result<ConversationState, PipelineError> {
-        let conversation = ConversationId(conv.id);
-        let mut from = parse_state(conv)?;
-        let mut trigger = trigger;
-        let mut actor = "customer";
-        let mut explanation: Option<String> = None;
-        // At most two steps: the customer's trigger, then routing's decision.
-        for _ in 0..2 {
-            let t = match transition(&from, &trigger) {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::info!(conversation = %conversation, error = %e, "stale trigger dropped");
-                    return Ok(from);
-                }
-            };
-            let announce = match self
-                .persist(conversation, customer, &from, &t, actor, explanation.take())
-                .await?
+    /// What the message asks for; a city chosen from the menu is stored as
+    /// the customer's region first (routing reads it).
+    async fn trigger_of(&self, p: &Prepared) -> Result<Trigger, PipelineError> {
+        let text = p.msg.content.as_deref().unwrap_or_default();
+        if let Some(key) = self.menu_key(&p.msg) {
+            if self.settings.handoff_menu_keys.iter().any(|k| k == key) {
+                return Ok(Trigger::HumanRequested {
+                    via: HandoffVia::MenuClick,
+                });
+            }
+            if let Some(city) = key.strip_prefix(self.settings.city_menu_prefix.as_str())
+                && !city.trim().is_empty()
             {
-                Persisted::Routine => None,
-                Persisted::Recorded(event) => Some(event),
-                Persisted::Conflict => {
-                    // Another worker changed the conversation first: theirs stands.
-                    let now = self.store.conversation(conversation).await?;
-                    return parse_state(&now);
-                }
-            };
-            from = t.next;
-            let route = t.effects.iter().find_map(|e| match e {
-                Effect::Route { scope, exclude } => Some((*scope, *exclude)),
-                _ => None,
+                self.store
+                    .set_customer_region(p.customer, city.trim())
+                    .await?;
+            }
+            return Ok(Trigger::CustomerMessage);
+        }
+        if p.msg.msg_type == "text" && self.keywords.is_human_request(text) {
+            return Ok(Trigger::HumanRequested {
+                via: HandoffVia::Keyword,
             });
-            // Not yet carried out, each with the issue that builds it:
-            // RobotAnswer (the robot, issue 10); Enqueue, Dequeue and
-            // NotifyQueuePosition (the queue, issue 6's next slice);
-            // NotifyAgent, ReleaseAgent (the console, issue 8); TellCustomer,
-            // OpenTicket, AlertSupervisor, SendSurvey (issue 6's next slices).
-            for e in &t.effects {
-                if let Effect::BindIfUnbound(agent) = e
-                    && self.store.bind_if_unbound(customer, *agent).await?
-                {
-                    tracing::info!(customer = %customer, agent = %agent, "customer bound to their first agent");
-                }
-            }
-            // Announced once its effects are stored: listeners see them.
-            if let Some(event) = announce {
-                self.bus.publish(event);
-            }
-            let Some((scope, exclude)) = route else {
-                return Ok(from);
-            };
-            let (decision, why) = self.route(customer, scope, exclude).await?;
-            trigger = decision;
-            actor = "routing";
-            explanation = Some(why);
         }
-        Ok(from)
+        Ok(Trigger::CustomerMessage)
     }
 
-    /// Runs the routing policy; returns the trigger to feed back and the
-    /// decision's explanation (Chinese / English).
-    async fn route(
-        &self,
-        customer: CustomerId,
-        scope: Scope,
-        exclude: Option<AgentId>,
-    ) -> Result<(Trigger, String), PipelineError> {
-        let row = self.store.customer(customer).await?;
-        let (agents, groups) = self.store.routing_snapshot().await?;
-        let who = routing::Customer {
-            dedicated_agent: row.dedicated_agent_id.map(AgentId),
-            group: row.city_group_id.map(crate::ids::GroupId),
-            region: row.region,
-        };
-        let outcome = routing::assign(&Request {
-            customer: &who,
-            agents: &agents,
-            groups: &groups,
-            scope,
-            exclude,
-            tie_break: random(),
-        });
-        if let Some(r) = outcome.rebind
-            && self.store.rebind(customer, r.from, r.to).await?
-        {
-            // Reported to the CRM by the CRM sync (issue 7).
-            tracing::info!(customer = %customer, from = %r.from, to = %r.to, "customer rebound");
+    /// The key of an Official Account menu click (`CLICK <key>`), if the
+    /// message is one.
+    fn menu_key<'m>(&self, msg: &'m messages::Model) -> Option<&'m str> {
+        if msg.msg_type != "event" {
+            return None;
         }
-        let d = &outcome.decision;
-        let why = format!("{} / {}", d.explain_zh(), d.explain_en());
-        let trigger = match d {
-            Decision::Assign { agent, .. } => Trigger::Assigned { agent: *agent },
-            Decision::Queue { .. } => Trigger::NoAgentAvailable,
-            Decision::NobodyOnDuty { .. } => Trigger::NobodyOnDuty,
-        };
-        Ok((trigger, why))
+        msg.content.as_deref()?.strip_prefix("CLICK ")
     }
 
-    /// Records `t` (when worth it) with an optimistic check; returns the
-    /// event to publish once its effects are carried out.
-    async fn persist(
-        &self,
-        conversation: ConversationId,
-        customer: CustomerId,
-        from: &ConversationState,
-        t: &Transition,
-        actor: &str,
-        explanation: Option<String>,
-    ) -> Result<Persisted, PipelineError> {
-        if !t.worth_recording(from) {
-            return Ok(Persisted::Routine);
+    /// Keeps the kf account a WeCom customer writes to (replies need it).
+    async fn note_open_kfid(&self, p: &Prepared) -> Result<(), PipelineError> {
+        let kfid = p
+            .msg
+            .payload
+            .as_deref()
+            .and_then(|raw| serde_json::from_str::<serde_json::Value>(raw).ok())
+            .and_then(|v| v.get("open_kfid")?.as_str().map(str::to_owned));
+        if let Some(kfid) = kfid {
+            self.store
+                .set_conversation_open_kfid(ConversationId(p.conversation.id), &kfid)
+                .await?;
+            let mut c = p.conversation.clone();
+            c.open_kfid = Some(kfid);
+            self.remember(&c).await;
         }
-        let reason = match explanation {
-            Some(why) => format!("{}：{} / {}: {}", t.reason.zh(), why, t.reason, why),
-            None => format!("{} / {}", t.reason.zh(), t.reason),
-        };
-        let change = StateChange {
-            conversation,
-            from: stored(from),
-            to: stored(&t.next),
-            reason: reason.clone(),
-            actor: actor.to_owned(),
-            at: Utc::now(),
-        };
-        if t.next == *from {
-            self.store.record_transition(&change).await?;
-        } else if !self.store.apply_state_change(&change).await? {
-            return Ok(Persisted::Conflict);
-        }
-        Ok(Persisted::Recorded(Event::ConversationChanged {
-            conversation,
-            customer,
-            state: change.to.state,
-            agent: change.to.agent,
-            reason,
-        }))
+        Ok(())
     }
 
-    fn publish(&self, c: &conversations::Model, reason: String) {
+    /// Caches a conversation as just stored (forgets it once closed).
+    pub(crate) async fn remember(&self, c: &conversations::Model) {
+        let key = (c.customer_id, c.account_id.clone());
+        if c.state == crate::store::conversations::CLOSED_STATE {
+            self.open.invalidate(&key).await;
+        } else {
+            self.open.insert(key, c.clone()).await;
+        }
+    }
+
+    fn publish_opened(&self, c: &conversations::Model, reason: String) {
         self.bus.publish(Event::ConversationChanged {
             conversation: ConversationId(c.id),
             customer: CustomerId(c.customer_id),
             state: c.state.clone(),
             agent: c.agent_id.map(AgentId),
+            previous_agent: None,
             reason,
         });
     }
-}
-
-/// The stored form of a state.
-fn stored(s: &ConversationState) -> StoredState {
-    let (state, agent) = match s {
-        ConversationState::Bot => ("bot", None),
-        ConversationState::Queued => ("queued", None),
-        ConversationState::Assigned(a) => ("assigned", Some(*a)),
-        ConversationState::Closed => ("closed", None),
-    };
-    StoredState {
-        state: state.to_owned(),
-        agent,
-    }
-}
-
-/// A conversation's state as stored.
-fn parse_state(c: &conversations::Model) -> Result<ConversationState, PipelineError> {
-    match (c.state.as_str(), c.agent_id) {
-        ("bot", _) => Ok(ConversationState::Bot),
-        ("queued", _) => Ok(ConversationState::Queued),
-        ("assigned", Some(a)) => Ok(ConversationState::Assigned(AgentId(a))),
-        ("closed", _) => Ok(ConversationState::Closed),
-        (other, _) => Err(PipelineError::UnknownState(
-            ConversationId(c.id),
-            other.to_owned(),
-        )),
-    }
-}
-
-/// A random number for routing's ties.
-fn random() -> u64 {
-    rand::random()
 }

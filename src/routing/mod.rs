@@ -9,6 +9,7 @@
 //! ip2region database ([`xdb`]); [`ip2region_cmd`] fetches and inspects it.
 
 pub mod assign;
+pub mod engine;
 pub mod ip2region_cmd;
 pub mod region;
 pub mod xdb;
@@ -17,6 +18,7 @@ pub use assign::{
     AgentSnapshot, AgentStatus, Customer, Decision, DecisionReason, Employment, GroupLabel,
     GroupMap, NotAvailable, Outcome, Rebind, Request, Scope, Shift, assign, queue_take,
 };
+pub use engine::Router;
 
 #[cfg(test)]
 mod policy_tests;

@@ -21,6 +21,8 @@ use crate::ids::{AccountId, AgentId, ConversationId, CustomerId, MessageId};
 pub const OPENED_STATE: &str = "bot";
 /// The state of a conversation that is over.
 pub const CLOSED_STATE: &str = "closed";
+/// The state of a conversation waiting for a human.
+pub const QUEUED_STATE: &str = "queued";
 
 /// A state as stored: `bot`, `queued`, `assigned` (with its agent), `closed`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +117,57 @@ impl Store {
         }
     }
 
+    /// The customer's most recently closed conversation on this account
+    /// (the next message reopens it).
+    pub async fn last_closed_conversation(
+        &self,
+        customer: CustomerId,
+        account: &AccountId,
+    ) -> Result<Option<conversations::Model>, StoreError> {
+        Ok(conversations::Entity::find()
+            .filter(conversations::Column::CustomerId.eq(customer.0))
+            .filter(conversations::Column::AccountId.eq(account.as_str()))
+            .filter(conversations::Column::State.eq(CLOSED_STATE))
+            .order_by_desc(conversations::Column::Id)
+            .one(self.conn())
+            .await?)
+    }
+
+    /// Keeps the WeCom kf account a conversation's customer writes to.
+    pub async fn set_conversation_open_kfid(
+        &self,
+        conversation: ConversationId,
+        open_kfid: &str,
+    ) -> Result<(), StoreError> {
+        conversations::Entity::update_many()
+            .col_expr(
+                conversations::Column::OpenKfid,
+                Expr::value(open_kfid.chars().take(64).collect::<String>()),
+            )
+            .filter(conversations::Column::Id.eq(conversation.0))
+            .exec(self.writer())
+            .await?;
+        Ok(())
+    }
+
+    /// Sets a customer's region (a city chosen from the menu, a location).
+    pub async fn set_customer_region(
+        &self,
+        customer: CustomerId,
+        region: &str,
+    ) -> Result<(), StoreError> {
+        customers::Entity::update_many()
+            .col_expr(
+                customers::Column::Region,
+                Expr::value(region.chars().take(64).collect::<String>()),
+            )
+            .col_expr(customers::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(customers::Column::Id.eq(customer.0))
+            .exec(self.writer())
+            .await?;
+        Ok(())
+    }
+
     /// One conversation by id.
     pub async fn conversation(
         &self,
@@ -170,7 +223,26 @@ impl Store {
         if c.to.state == CLOSED_STATE {
             update = update.col_expr(conversations::Column::ClosedAt, Expr::value(Some(c.at)));
         }
-        let applied = update
+        if c.from.state == CLOSED_STATE {
+            update = update.col_expr(
+                conversations::Column::ClosedAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            );
+        }
+        if c.to.state == QUEUED_STATE && c.from.state != QUEUED_STATE {
+            update = update.col_expr(conversations::Column::QueuedAt, Expr::value(Some(c.at)));
+        } else if c.to.state != QUEUED_STATE {
+            update = update
+                .col_expr(
+                    conversations::Column::QueuedAt,
+                    Expr::value(Option::<DateTime<Utc>>::None),
+                )
+                .col_expr(
+                    conversations::Column::QueueGroupId,
+                    Expr::value(Option::<i64>::None),
+                );
+        }
+        let done = update
             .filter(
                 Condition::all()
                     .add(conversations::Column::Id.eq(c.conversation.0))
@@ -178,9 +250,19 @@ impl Store {
                     .add(agent_was),
             )
             .exec(&txn)
-            .await?
-            .rows_affected
-            == 1;
+            .await;
+        let applied = match done {
+            Ok(r) => r.rows_affected == 1,
+            // Reopening while another conversation of the customer is open
+            // (the unique index): theirs stands.
+            Err(e) => match StoreError::from_insert(e) {
+                StoreError::Duplicate => false,
+                other => {
+                    let _ = txn.rollback().await;
+                    return Err(other);
+                }
+            },
+        };
         if !applied {
             let _ = txn.rollback().await;
             return Ok(false);
@@ -358,8 +440,21 @@ pub(crate) async fn link_message_in(
         .rows_affected
         == 1;
     if linked {
+        // The customer's clocks: auto-close counts from their last message,
+        // the agent's reply timeout from their oldest unanswered one.
         conversations::Entity::update_many()
             .col_expr(conversations::Column::LastMessageAt, Expr::value(l.at))
+            .col_expr(
+                conversations::Column::LastCustomerAt,
+                Expr::value(Some(l.at)),
+            )
+            .col_expr(
+                conversations::Column::AwaitingReplySince,
+                sea_orm::sea_query::ExprTrait::if_null(
+                    Expr::col(conversations::Column::AwaitingReplySince),
+                    l.at,
+                ),
+            )
             .col_expr(conversations::Column::UpdatedAt, Expr::value(l.at))
             .filter(conversations::Column::Id.eq(l.conversation.0))
             .exec(txn)

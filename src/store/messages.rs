@@ -3,7 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, EntityTrait, QueryOrder, TransactionTrait};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    TransactionTrait,
+};
 
 use super::entities::messages;
 use super::{Store, StoreError};
@@ -126,6 +129,21 @@ impl Store {
     }
 
     /// One message by id.
+    /// Several messages by id, in id order (missing ones are left out).
+    pub async fn messages_by_ids(
+        &self,
+        ids: &[MessageId],
+    ) -> Result<Vec<messages::Model>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(messages::Entity::find()
+            .filter(messages::Column::Id.is_in(ids.iter().map(|m| m.0)))
+            .order_by_asc(messages::Column::Id)
+            .all(self.conn())
+            .await?)
+    }
+
     pub async fn message(&self, id: MessageId) -> Result<messages::Model, StoreError> {
         messages::Entity::find_by_id(id.0)
             .one(self.conn())

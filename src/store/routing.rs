@@ -11,11 +11,12 @@ use sea_orm::{
 };
 
 use super::entities::{
-    agents, city_groups, conversation_transitions as transitions, conversations, customers,
-    group_members,
+    agent_shifts, agents, city_groups, conversation_transitions as transitions, conversations,
+    customers, group_members, region_groups,
 };
 use super::{Store, StoreError};
 use crate::ids::{AgentId, CustomerId, GroupId};
+use crate::routing::engine::{RouterData, ShiftSpan};
 use crate::routing::{AgentSnapshot, AgentStatus, Employment, GroupMap, Shift};
 
 /// The stored state of a conversation held by an agent.
@@ -108,7 +109,50 @@ impl Store {
         for g in city_groups::Entity::find().all(db).await? {
             map.add_group(GroupId(g.id), g.name);
         }
+        for r in region_groups::Entity::find().all(db).await? {
+            map.map_region(&r.region, GroupId(r.group_id));
+        }
         Ok((agents, map))
+    }
+
+    /// What the in-memory router holds: the snapshot above, the region map
+    /// and every shift that has not ended by `now`.
+    pub async fn router_data(&self, now: DateTime<Utc>) -> Result<RouterData, StoreError> {
+        let (agents, groups) = self.routing_snapshot().await?;
+        let mut shifts: HashMap<AgentId, Vec<ShiftSpan>> = HashMap::new();
+        for s in agent_shifts::Entity::find()
+            .filter(agent_shifts::Column::EndsAt.gt(now))
+            .order_by_asc(agent_shifts::Column::StartsAt)
+            .all(self.conn())
+            .await?
+        {
+            shifts
+                .entry(AgentId(s.agent_id))
+                .or_default()
+                .push((s.starts_at, s.ends_at));
+        }
+        Ok(RouterData {
+            agents,
+            groups,
+            shifts,
+        })
+    }
+
+    /// The shifts of one agent that have not ended by `now`.
+    pub async fn shifts_of(
+        &self,
+        agent: AgentId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ShiftSpan>, StoreError> {
+        Ok(agent_shifts::Entity::find()
+            .filter(agent_shifts::Column::AgentId.eq(agent.0))
+            .filter(agent_shifts::Column::EndsAt.gt(now))
+            .order_by_asc(agent_shifts::Column::StartsAt)
+            .all(self.conn())
+            .await?
+            .into_iter()
+            .map(|s| (s.starts_at, s.ends_at))
+            .collect())
     }
 
     /// Creates a city group (until the CRM sync does, issue 7).

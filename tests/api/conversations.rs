@@ -39,6 +39,7 @@ async fn changed(rx: &mut Receiver<Envelope>, want: impl Fn(&Changed) -> bool) -
             state,
             agent,
             reason,
+            ..
         } = ev.event
         {
             let c = Changed {
@@ -60,7 +61,12 @@ fn demo_oa() -> AccountId {
 }
 
 fn pipeline(app: &TestApp) -> Pipeline {
-    Pipeline::new(app.state.store.clone(), app.state.bus.clone())
+    app.state.pipeline.clone()
+}
+
+/// Makes the router see what the test wrote to the database.
+async fn reload(app: &TestApp) {
+    app.state.router.reload(&app.state.store).await.unwrap();
 }
 
 /// Posts a text from `from` and returns the stored message's id.
@@ -83,6 +89,7 @@ async fn agent(app: &TestApp, login: &str, status: AgentStatus) -> AgentId {
         .await
         .unwrap();
     store.set_agent_status(id, status).await.unwrap();
+    reload(app).await;
     id
 }
 
@@ -229,6 +236,7 @@ async fn the_dedicated_agent_is_chosen_when_set() {
     for a in [first, dedicated] {
         store.add_group_member(group, a).await.unwrap();
     }
+    reload(&app).await;
     let customer = customer_of(&app, "oVip").await;
     store
         .set_customer_routing(customer, Some(dedicated), None, None)

@@ -14,6 +14,7 @@ pub struct Model {
     pub status: String,
     pub disabled: bool,
     pub departed_at: Option<ChronoDateTimeUtc>,
+    pub last_seen_at: Option<ChronoDateTimeUtc>,
     pub created_at: ChronoDateTimeUtc,
     pub updated_at: ChronoDateTimeUtc,
 }

@@ -13,6 +13,12 @@ pub struct Model {
     pub opened_at: ChronoDateTimeUtc,
     pub closed_at: Option<ChronoDateTimeUtc>,
     pub last_message_at: ChronoDateTimeUtc,
+    pub queued_at: Option<ChronoDateTimeUtc>,
+    pub queue_group_id: Option<i64>,
+    pub awaiting_reply_since: Option<ChronoDateTimeUtc>,
+    pub last_customer_at: Option<ChronoDateTimeUtc>,
+    pub reoffered_at: Option<ChronoDateTimeUtc>,
+    pub open_kfid: Option<String>,
     pub created_at: ChronoDateTimeUtc,
     pub updated_at: ChronoDateTimeUtc,
 }

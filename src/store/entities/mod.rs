@@ -1,6 +1,7 @@
 //! sea-orm entities, one file per table, mirroring `migrations/`.
 
 pub mod accounts;
+pub mod agent_shifts;
 pub mod agents;
 pub mod city_groups;
 pub mod conversation_transitions;
@@ -15,5 +16,9 @@ pub mod media_objects;
 pub mod media_uploads;
 pub mod messages;
 pub mod outbox;
+pub mod region_groups;
 pub mod sessions;
 pub mod setup_tokens;
+pub mod surveys;
+pub mod ticket_events;
+pub mod tickets;

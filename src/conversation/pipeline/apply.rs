@@ -1,0 +1,335 @@
+//! Moving one conversation: a trigger, the state machine, routing on the
+//! in-memory [`Router`](crate::routing::Router), the optimistic store of each
+//! transition, its effects, and the bus event.
+//!
+//! The entry points beside the inbound path: [`Pipeline::trigger`] (agents,
+//! supervisors, timeouts, presence) and [`Pipeline::try_assign_queued`]
+//! (queue drains).
+
+use chrono::Utc;
+
+use super::{Pipeline, PipelineError};
+use crate::bus::Event;
+use crate::conversation::effects::{self, EffectCtx};
+use crate::conversation::state::{ConversationState, Effect, Transition, Trigger, transition};
+use crate::ids::{AgentId, ConversationId, CustomerId, GroupId};
+use crate::routing::{self, Decision, Scope};
+use crate::store::conversations::{StateChange, StoredState};
+use crate::store::entities::{conversations, messages};
+
+/// What [`Pipeline::persist`] did with a transition.
+enum Persisted {
+    /// A routine step: nothing recorded.
+    Routine,
+    /// Recorded; this event announces it.
+    Recorded(Event),
+    /// The conversation changed under us: nothing applied.
+    Conflict,
+}
+
+/// The most steps one trigger takes: the trigger, routing's decision, and
+/// one more for a decision that routes again.
+const MAX_STEPS: usize = 3;
+
+impl Pipeline {
+    /// Applies `trigger` to a conversation on behalf of `actor` (an agent's
+    /// login, `timeout`, `presence`…); returns the state reached. A trigger
+    /// that does not apply (a stale event) is an error the caller can show.
+    pub async fn trigger(
+        &self,
+        conversation: ConversationId,
+        trigger: Trigger,
+        actor: &str,
+    ) -> Result<ConversationState, PipelineError> {
+        let conv = self.store.conversation(conversation).await?;
+        let from = parse_state(&conv)?;
+        if let Err(e) = transition(&from, &trigger) {
+            return Err(PipelineError::Invalid(e.to_string()));
+        }
+        self.apply(&conv, CustomerId(conv.customer_id), trigger, actor, None)
+            .await
+    }
+
+    /// A queue drain's attempt: if the conversation still waits and routing
+    /// finds an agent for it now, assign it (an atomic claim: of two
+    /// instances trying, one wins). Returns the agent it went to.
+    pub async fn try_assign_queued(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<Option<AgentId>, PipelineError> {
+        let conv = self.store.conversation(conversation).await?;
+        if parse_state(&conv)? != ConversationState::Queued {
+            return Ok(None);
+        }
+        let customer = CustomerId(conv.customer_id);
+        let scope = match conv.queue_group_id {
+            Some(g) => Scope::Group(GroupId(g)),
+            None => Scope::Customer,
+        };
+        let (decision, why) = self.route(customer, scope, None).await?;
+        let Decision::Assign { agent, .. } = decision else {
+            return Ok(None);
+        };
+        let state = self
+            .run_steps(
+                &conv,
+                customer,
+                Trigger::Assigned { agent },
+                Steps {
+                    actor: "queue",
+                    explanation: Some(why),
+                    decision: Some(decision),
+                    reserved: Some(agent),
+                    message: None,
+                },
+            )
+            .await?;
+        Ok((state == ConversationState::Assigned(agent)).then_some(agent))
+    }
+
+    /// Applies `trigger` and the effects that follow; returns the state
+    /// reached.
+    pub(crate) async fn apply(
+        &self,
+        conv: &conversations::Model,
+        customer: CustomerId,
+        trigger: Trigger,
+        actor: &str,
+        message: Option<&messages::Model>,
+    ) -> Result<ConversationState, PipelineError> {
+        self.run_steps(
+            conv,
+            customer,
+            trigger,
+            Steps {
+                actor,
+                explanation: None,
+                decision: None,
+                reserved: None,
+                message,
+            },
+        )
+        .await
+    }
+
+    async fn run_steps(
+        &self,
+        conv: &conversations::Model,
+        customer: CustomerId,
+        mut trigger: Trigger,
+        mut s: Steps<'_>,
+    ) -> Result<ConversationState, PipelineError> {
+        let conversation = ConversationId(conv.id);
+        let mut conv = conv.clone();
+        let mut from = parse_state(&conv)?;
+        for _ in 0..MAX_STEPS {
+            let t = match transition(&from, &trigger) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::info!(conversation = %conversation, error = %e, "stale trigger dropped");
+                    if let Some(r) = s.reserved.take() {
+                        self.router.unreserve(r);
+                    }
+                    return Ok(from);
+                }
+            };
+            let announce = match self
+                .persist(
+                    conversation,
+                    customer,
+                    &from,
+                    &t,
+                    s.actor,
+                    s.explanation.take(),
+                )
+                .await
+            {
+                Ok(Persisted::Routine) => None,
+                Ok(Persisted::Recorded(event)) => Some(event),
+                Ok(Persisted::Conflict) => {
+                    // Another worker changed the conversation first: theirs stands.
+                    if let Some(r) = s.reserved.take() {
+                        self.router.unreserve(r);
+                    }
+                    let now = self.store.conversation(conversation).await?;
+                    self.remember(&now).await;
+                    return parse_state(&now);
+                }
+                Err(e) => {
+                    if let Some(r) = s.reserved.take() {
+                        self.router.unreserve(r);
+                    }
+                    return Err(e);
+                }
+            };
+            if announce.is_some() {
+                self.router
+                    .moved(agent_of(&from), agent_of(&t.next), s.reserved.take());
+                let stored = stored(&t.next);
+                conv.state = stored.state;
+                conv.agent_id = stored.agent.map(|a| a.0);
+                if t.next == ConversationState::Closed {
+                    conv.closed_at = Some(Utc::now());
+                }
+            }
+            self.remember(&conv).await;
+            let previous = from;
+            from = t.next;
+            let ctx = EffectCtx {
+                pipeline: self,
+                conversation: &conv,
+                customer,
+                from: previous,
+                transition: &t,
+                decision: s.decision.as_ref(),
+                message: s.message,
+                actor: s.actor,
+            };
+            let mut route = None;
+            for e in &t.effects {
+                if let Effect::Route { scope, exclude } = e {
+                    route = Some((*scope, *exclude));
+                } else {
+                    effects::run(&ctx, e).await;
+                }
+            }
+            // Announced once its effects are stored: listeners see them.
+            if let Some(event) = announce {
+                self.bus.publish(event);
+            }
+            let Some((scope, exclude)) = route else {
+                return Ok(from);
+            };
+            let (decision, why) = self.route(customer, scope, exclude).await?;
+            trigger = match &decision {
+                Decision::Assign { agent, .. } => {
+                    s.reserved = Some(*agent);
+                    Trigger::Assigned { agent: *agent }
+                }
+                Decision::Queue { .. } => Trigger::NoAgentAvailable,
+                Decision::NobodyOnDuty { .. } => Trigger::NobodyOnDuty,
+            };
+            s.decision = Some(decision);
+            s.actor = "routing";
+            s.explanation = Some(why);
+        }
+        if let Some(r) = s.reserved.take() {
+            self.router.unreserve(r);
+        }
+        Ok(from)
+    }
+
+    /// Runs the routing policy on the in-memory router (reserving the chosen
+    /// agent); returns the decision and its explanation (Chinese / English).
+    pub(crate) async fn route(
+        &self,
+        customer: CustomerId,
+        scope: Scope,
+        exclude: Option<AgentId>,
+    ) -> Result<(Decision, String), PipelineError> {
+        let row = self.store.customer(customer).await?;
+        let who = routing::Customer {
+            dedicated_agent: row.dedicated_agent_id.map(AgentId),
+            group: row.city_group_id.map(GroupId),
+            region: row.region,
+        };
+        let outcome = self
+            .router
+            .decide(&who, scope, exclude, Utc::now(), rand::random());
+        if let Some(r) = outcome.rebind
+            && self.store.rebind(customer, r.from, r.to).await?
+        {
+            // Reported to the CRM by the CRM sync (issue 7).
+            tracing::info!(customer = %customer, from = %r.from, to = %r.to, "customer rebound");
+        }
+        let d = outcome.decision;
+        let why = format!("{} / {}", d.explain_zh(), d.explain_en());
+        Ok((d, why))
+    }
+
+    /// Records `t` (when worth it) with an optimistic check; returns the
+    /// event to publish once its effects are carried out.
+    async fn persist(
+        &self,
+        conversation: ConversationId,
+        customer: CustomerId,
+        from: &ConversationState,
+        t: &Transition,
+        actor: &str,
+        explanation: Option<String>,
+    ) -> Result<Persisted, PipelineError> {
+        if !t.worth_recording(from) {
+            return Ok(Persisted::Routine);
+        }
+        let reason = match explanation {
+            Some(why) => format!("{}：{} / {}: {}", t.reason.zh(), why, t.reason, why),
+            None => format!("{} / {}", t.reason.zh(), t.reason),
+        };
+        let change = StateChange {
+            conversation,
+            from: stored(from),
+            to: stored(&t.next),
+            reason: reason.clone(),
+            actor: actor.to_owned(),
+            at: Utc::now(),
+        };
+        if t.next == *from {
+            self.store.record_transition(&change).await?;
+        } else if !self.store.apply_state_change(&change).await? {
+            return Ok(Persisted::Conflict);
+        }
+        Ok(Persisted::Recorded(Event::ConversationChanged {
+            conversation,
+            customer,
+            state: change.to.state,
+            agent: change.to.agent,
+            previous_agent: change.from.agent,
+            reason,
+        }))
+    }
+}
+
+/// What carries from one step to the next.
+struct Steps<'a> {
+    actor: &'a str,
+    explanation: Option<String>,
+    decision: Option<Decision>,
+    /// The agent whose slot routing reserved for the next step.
+    reserved: Option<AgentId>,
+    message: Option<&'a messages::Model>,
+}
+
+fn agent_of(s: &ConversationState) -> Option<AgentId> {
+    match s {
+        ConversationState::Assigned(a) => Some(*a),
+        _ => None,
+    }
+}
+
+/// The stored form of a state.
+fn stored(s: &ConversationState) -> StoredState {
+    let (state, agent) = match s {
+        ConversationState::Bot => ("bot", None),
+        ConversationState::Queued => ("queued", None),
+        ConversationState::Assigned(a) => ("assigned", Some(*a)),
+        ConversationState::Closed => ("closed", None),
+    };
+    StoredState {
+        state: state.to_owned(),
+        agent,
+    }
+}
+
+/// A conversation's state as stored.
+pub fn parse_state(c: &conversations::Model) -> Result<ConversationState, PipelineError> {
+    match (c.state.as_str(), c.agent_id) {
+        ("bot", _) => Ok(ConversationState::Bot),
+        ("queued", _) => Ok(ConversationState::Queued),
+        ("assigned", Some(a)) => Ok(ConversationState::Assigned(AgentId(a))),
+        ("closed", _) => Ok(ConversationState::Closed),
+        (other, _) => Err(PipelineError::UnknownState(
+            ConversationId(c.id),
+            other.to_owned(),
+        )),
+    }
+}
