@@ -92,6 +92,25 @@ impl Store {
         }
     }
 
+    /// The channel id Kefu writes to for this customer on this account
+    /// (openid, external_userid), if they have one there.
+    pub async fn recipient_of(
+        &self,
+        customer: CustomerId,
+        account: &AccountId,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(ids::Entity::find()
+            .filter(ids::Column::CustomerId.eq(customer.0))
+            .filter(ids::Column::AccountId.eq(account.as_str()))
+            .filter(ids::Column::Kind.is_in([
+                IdentityKind::OaOpenId.as_str(),
+                IdentityKind::WecomExternalUserId.as_str(),
+            ]))
+            .one(self.conn())
+            .await?
+            .map(|i| i.value))
+    }
+
     async fn find_identity(
         &self,
         kind: IdentityKind,
