@@ -160,6 +160,18 @@ async fn accept(
                     at,
                 )
                 .await?;
+            // A newcomer's first guess at a region for routing.
+            if let Some(city) = crate::routing::geo::city_at(*latitude, *longitude) {
+                let customer = state
+                    .store
+                    .identity(IdentityKind::OaOpenId, account, &inbound.from_user)
+                    .await?
+                    .customer_id;
+                state
+                    .store
+                    .set_customer_region_if_unset(crate::ids::CustomerId(customer), city)
+                    .await?;
+            }
             return Ok(None);
         }
         InboundKind::Event(Event::Subscribe { .. }) => {

@@ -580,6 +580,48 @@ impl Settings {
         if self.database.max_connections == 0 {
             bad("database.max_connections", "must be at least 1".into());
         }
+        let r = &self.routing;
+        for (key, value, min, max) in [
+            (
+                "routing.queue_batch_limit",
+                u64::from(r.queue_batch_limit),
+                1,
+                1000,
+            ),
+            ("routing.queue_sweep_secs", r.queue_sweep_secs, 1, 3600),
+            (
+                "routing.presence_grace_secs",
+                r.presence_grace_secs,
+                5,
+                86_400,
+            ),
+            ("routing.reconcile_secs", r.reconcile_secs, 1, 86_400),
+            (
+                "routing.agent_reply_timeout_mins",
+                r.agent_reply_timeout_mins,
+                0,
+                10_080,
+            ),
+            ("routing.auto_close_mins", r.auto_close_mins, 0, 525_600),
+            (
+                "routing.survey_window_mins",
+                r.survey_window_mins,
+                1,
+                525_600,
+            ),
+        ] {
+            if !(min..=max).contains(&value) {
+                bad(key, format!("must be between {min} and {max}"));
+            }
+        }
+        if r.handoff_keywords.iter().all(|k| k.trim().is_empty()) && r.handoff_menu_keys.is_empty()
+        {
+            bad(
+                "routing.handoff_keywords",
+                "customers could never ask for a person: give at least one keyword or menu key"
+                    .into(),
+            );
+        }
         out
     }
 

@@ -505,10 +505,17 @@ impl Pipeline {
                 && !city.trim().is_empty()
             {
                 self.store
-                    .set_customer_region(p.customer, city.trim())
+                    .set_customer_region_if_unset(p.customer, city.trim())
                     .await?;
             }
             return Ok(Trigger::CustomerMessage);
+        }
+        if p.msg.msg_type == "location"
+            && let Some(city) = crate::routing::geo::city_in_text(text)
+        {
+            self.store
+                .set_customer_region_if_unset(p.customer, city)
+                .await?;
         }
         if p.msg.msg_type == "text" && self.keywords.is_human_request(text) {
             return Ok(Trigger::HumanRequested {

@@ -10,6 +10,7 @@
 
 pub mod assign;
 pub mod engine;
+pub mod geo;
 pub mod ip2region_cmd;
 pub mod region;
 pub mod xdb;

@@ -150,22 +150,26 @@ impl Store {
         Ok(())
     }
 
-    /// Sets a customer's region (a city chosen from the menu, a location).
-    pub async fn set_customer_region(
+    /// Sets a customer's region from what they told Kefu (a city chosen from
+    /// the menu, a location) unless one is known: the CRM's record comes
+    /// first. `true` when set.
+    pub async fn set_customer_region_if_unset(
         &self,
         customer: CustomerId,
         region: &str,
-    ) -> Result<(), StoreError> {
-        customers::Entity::update_many()
+    ) -> Result<bool, StoreError> {
+        Ok(customers::Entity::update_many()
             .col_expr(
                 customers::Column::Region,
                 Expr::value(region.chars().take(64).collect::<String>()),
             )
             .col_expr(customers::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(customers::Column::Id.eq(customer.0))
+            .filter(customers::Column::Region.is_null())
             .exec(self.writer())
-            .await?;
-        Ok(())
+            .await?
+            .rows_affected
+            == 1)
     }
 
     /// One conversation by id.

@@ -95,6 +95,28 @@ fn environment_overrides_are_validated_too() {
 }
 
 #[test]
+fn routing_settings_out_of_range_are_named_with_their_bounds() {
+    let out = kefu()
+        .arg("-c")
+        .arg(repo_config_dir())
+        .arg("check-config")
+        .env("KEFU__ROUTING__QUEUE_SWEEP_SECS", "0")
+        .env("KEFU__ROUTING__PRESENCE_GRACE_SECS", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`routing.queue_sweep_secs`: must be between 1 and 3600"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`routing.presence_grace_secs`: must be between 5 and 86400"),
+        "{err}"
+    );
+}
+
+#[test]
 fn migrate_creates_the_database_and_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/sub/kefu.db?mode=rwc", dir.path().display());

@@ -6,6 +6,7 @@ use std::time::Duration;
 use kefu::auth::Role;
 use kefu::bus::{Envelope, Event};
 use kefu::conversation::pipeline::{Handled, Pipeline};
+use kefu::conversation::state::{CloseReason, Trigger};
 use kefu::ids::{AccountId, AgentId, ConversationId, CustomerId, MessageId};
 use kefu::routing::AgentStatus;
 use kefu::store::followers::IdentityKind;
@@ -14,7 +15,7 @@ use serde_json::json;
 use tokio::sync::broadcast::Receiver;
 
 use crate::helpers::{TestApp, spawn_app};
-use crate::wechat_client::{Mode, text_xml};
+use crate::wechat_client::{Mode, event_xml, text_xml};
 
 /// A `ConversationChanged` as the tests read it.
 #[derive(Debug, Clone)]
@@ -331,7 +332,197 @@ async fn a_wecom_kf_message_goes_through_the_same_pipeline() {
         .await
         .unwrap();
     assert_eq!(identity.customer_id, got.customer.0);
+    assert_eq!(c.open_kfid.as_deref(), Some("wkKF9"), "replies need it");
     let stored = app.stored("demo-kf").await;
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].conversation_id, Some(got.conversation.0));
+}
+
+/// Posts an Official Account event.
+async fn event(app: &TestApp, from: &str, at: i64, event: &str, extra: &str) {
+    let (status, body) = app
+        .oa_post(Mode::Safe, &event_xml(from, at, event, extra))
+        .await;
+    assert_eq!((status, body.as_str()), (200, "success"));
+}
+
+#[tokio::test]
+async fn a_closed_conversation_reopens_with_the_robot_and_keeps_the_dedicated_agent() {
+    let app = spawn_app().await;
+    agent(&app, "grace", AgentStatus::Idle).await;
+    agent(&app, "heidi", AgentStatus::Idle).await;
+    let mut rx = app.state.bus.subscribe();
+    say(&app, "oBack", 1, "转人工").await;
+    let first = changed(&mut rx, |c| c.state == "assigned").await;
+    let served_by = first.agent.unwrap();
+    let customer = app.state.store.customer(first.customer).await.unwrap();
+    assert_eq!(customer.dedicated_agent_id, Some(served_by.0));
+
+    app.state
+        .pipeline
+        .trigger(
+            first.conversation,
+            Trigger::Closed {
+                by: CloseReason::System,
+            },
+            "test",
+        )
+        .await
+        .unwrap();
+    let closed = app
+        .state
+        .store
+        .conversation(first.conversation)
+        .await
+        .unwrap();
+    assert_eq!(closed.state, "closed");
+    assert!(closed.closed_at.is_some());
+
+    say(&app, "oBack", 2, "你好，又是我").await;
+    let reopened = changed(&mut rx, |c| c.state == "bot").await;
+    assert_eq!(
+        reopened.conversation, first.conversation,
+        "reopened, not new"
+    );
+    assert!(reopened.reason.contains("reopened"), "{reopened:?}");
+    let c = app
+        .state
+        .store
+        .conversation(first.conversation)
+        .await
+        .unwrap();
+    assert_eq!((c.state.as_str(), c.closed_at), ("bot", None));
+
+    // Both agents are free: only the binding explains getting the same one.
+    say(&app, "oBack", 3, "人工").await;
+    let again = changed(&mut rx, |c| c.state == "assigned").await;
+    assert_eq!(again.conversation, first.conversation);
+    assert_eq!(
+        again.agent,
+        Some(served_by),
+        "dedicated agent again: {again:?}"
+    );
+    assert!(again.reason.contains("dedicated agent"), "{again:?}");
+}
+
+#[tokio::test]
+async fn a_menu_click_on_the_human_item_asks_for_a_person() {
+    let app = spawn_app().await;
+    let a = agent(&app, "ivan", AgentStatus::Idle).await;
+    let mut rx = app.state.bus.subscribe();
+    event(
+        &app,
+        "oMenu",
+        1714036600,
+        "CLICK",
+        "<EventKey><![CDATA[HUMAN]]></EventKey>",
+    )
+    .await;
+    let got = changed(&mut rx, |c| c.state == "assigned").await;
+    assert_eq!(got.agent, Some(a));
+    let t = app
+        .state
+        .store
+        .transitions_of(got.conversation)
+        .await
+        .unwrap();
+    assert!(
+        t.iter()
+            .any(|t| t.reason.contains("human requested (menu)")),
+        "{t:?}"
+    );
+    // Other clicks are ordinary activity: the robot keeps the conversation.
+    let mut rx = app.state.bus.subscribe();
+    event(
+        &app,
+        "oMenu2",
+        1714036601,
+        "CLICK",
+        "<EventKey><![CDATA[PRICES]]></EventKey>",
+    )
+    .await;
+    let opened = changed(&mut rx, |_| true).await;
+    assert_eq!(opened.state, "bot");
+}
+
+#[tokio::test]
+async fn a_city_chosen_from_the_menu_routes_a_newcomer_to_that_city_group() {
+    let app = spawn_app().await;
+    let store = &app.state.store;
+    let shanghai = store.create_city_group("上海").await.unwrap();
+    let beijing = store.create_city_group("北京").await.unwrap();
+    let sh = agent(&app, "sh-agent", AgentStatus::Idle).await;
+    let bj = agent(&app, "bj-agent", AgentStatus::Idle).await;
+    store.add_group_member(shanghai, sh).await.unwrap();
+    store.add_group_member(beijing, bj).await.unwrap();
+    reload(&app).await;
+    app.state.router.map_region("上海", shanghai);
+    app.state.router.map_region("北京", beijing);
+
+    let mut rx = app.state.bus.subscribe();
+    event(
+        &app,
+        "oCity",
+        1714036700,
+        "CLICK",
+        "<EventKey><![CDATA[CITY:上海]]></EventKey>",
+    )
+    .await;
+    say(&app, "oCity", 11, "转人工").await;
+    let got = changed(&mut rx, |c| c.state == "assigned").await;
+    let customer = customer_of(&app, "oCity").await;
+    assert_eq!(
+        store.customer(customer).await.unwrap().region.as_deref(),
+        Some("上海")
+    );
+    assert_eq!(got.agent, Some(sh));
+    assert!(got.reason.contains("上海"), "{got:?}");
+}
+
+#[tokio::test]
+async fn a_location_gives_a_newcomer_a_region_but_never_overrides_one() {
+    let app = spawn_app().await;
+    let store = &app.state.store;
+    // People's Square, Shanghai.
+    event(
+        &app,
+        "oWhere",
+        1714036800,
+        "LOCATION",
+        "<Latitude>31.2323</Latitude><Longitude>121.4691</Longitude><Precision>30.0</Precision>",
+    )
+    .await;
+    let customer = customer_of(&app, "oWhere").await;
+    assert_eq!(
+        store.customer(customer).await.unwrap().region.as_deref(),
+        Some("上海")
+    );
+    // A location message from Shenzhen later does not move them.
+    let xml = "<xml><ToUserName><![CDATA[gh_fake]]></ToUserName><FromUserName><![CDATA[oWhere]]></FromUserName>\
+         <CreateTime>1714036900</CreateTime><MsgType><![CDATA[location]]></MsgType>\
+         <Location_X>22.5415</Location_X><Location_Y>114.0596</Location_Y><Scale>15</Scale>\
+         <Label><![CDATA[广东省深圳市福田区]]></Label><MsgId>778899</MsgId></xml>";
+    let mut rx = app.state.bus.subscribe();
+    let (status, _) = app.oa_post(Mode::Safe, xml).await;
+    assert_eq!(status, 200);
+    // Handled in order: once the request that follows is queued (nobody is
+    // on duty), the location was applied.
+    say(&app, "oWhere", 31, "转人工").await;
+    changed(&mut rx, |c| c.state == "queued" && c.customer == customer).await;
+    assert_eq!(
+        store.customer(customer).await.unwrap().region.as_deref(),
+        Some("上海")
+    );
+
+    // A newcomer's location message names their city.
+    let xml = xml.replace("oWhere", "oSz").replace("778899", "778900");
+    let (status, _) = app.oa_post(Mode::Safe, &xml).await;
+    assert_eq!(status, 200);
+    say(&app, "oSz", 32, "转人工").await;
+    let sz = customer_of(&app, "oSz").await;
+    changed(&mut rx, |c| c.state == "queued" && c.customer == sz).await;
+    assert_eq!(
+        store.customer(sz).await.unwrap().region.as_deref(),
+        Some("深圳")
+    );
 }
