@@ -135,6 +135,11 @@ impl Application {
         .with_ingest(ingest.clone())
         .with_outbox(outbox.clone());
         pipeline.start(&mut workers);
+        crate::conversation::timeouts::Timeouts::new(pipeline.clone()).start(&mut workers);
+        let queue = crate::routing::queue::Drainer::new(pipeline.clone());
+        queue.start(&mut workers);
+        let presence = crate::routing::presence::Presence::new(pipeline.clone(), queue.clone());
+        presence.start(&mut workers);
         let regions = Arc::new(RegionResolver::load(&settings.routing.ip2region_path));
         let state = AppState {
             store,
@@ -150,6 +155,8 @@ impl Application {
             regions,
             router,
             pipeline,
+            queue,
+            presence,
         };
 
         let listener = bind(&settings.server.host, settings.server.port)?;

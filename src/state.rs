@@ -39,4 +39,8 @@ pub struct AppState {
     ///
     /// [`Pipeline::trigger`]: crate::conversation::pipeline::Pipeline::trigger
     pub pipeline: crate::conversation::pipeline::Pipeline,
+    /// The queue drain: waiting conversations to agents as they free up.
+    pub queue: crate::routing::queue::Drainer,
+    /// Agents' presence: status, heartbeats, expiry.
+    pub presence: crate::routing::presence::Presence,
 }

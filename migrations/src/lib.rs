@@ -10,6 +10,7 @@ mod m20261123_000004_sessions;
 mod m20261123_000005_media;
 mod m20261123_000006_conversations;
 mod m20261123_000007_routing;
+mod m20261123_000008_surveys_per_close;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000005_media::Migration),
             Box::new(m20261123_000006_conversations::Migration),
             Box::new(m20261123_000007_routing::Migration),
+            Box::new(m20261123_000008_surveys_per_close::Migration),
         ]
     }
 }

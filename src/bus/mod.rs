@@ -61,6 +61,23 @@ pub enum Event {
         previous_agent: Option<AgentId>,
         reason: String,
     },
+    /// An agent set their presence (or it expired): every instance's router
+    /// takes it.
+    AgentPresence {
+        agent: AgentId,
+        status: crate::routing::AgentStatus,
+    },
+    /// Something supervisors should look at (an agent did not answer in
+    /// time…): the console shows it.
+    SupervisorAlert {
+        conversation: ConversationId,
+        /// The agent concerned.
+        agent: AgentId,
+        /// What happened: `reply_timeout`.
+        kind: String,
+        /// For people, in Chinese and English.
+        text: String,
+    },
     /// Free-form signal used by health checks and tests.
     Ping { nonce: String },
 }

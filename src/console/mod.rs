@@ -1,13 +1,20 @@
 //! The web console: pages for agents, supervisors and admins. So far the
 //! first-run setup, sign-in and sign-out, the console home, the account's
-//! password, and the admin's user list.
+//! password, and the admin's user list; and the JSON API under `/api/` for
+//! conversations (close, transfer, history), tickets and survey results,
+//! agents' presence, and routing (agents, queue, shifts, region map).
 
 pub mod account;
 pub mod admin;
+pub mod conversation_api;
 pub mod health;
 pub mod i18n;
 pub mod login;
+pub mod presence_api;
+pub mod routing_api;
 pub mod setup;
+pub mod survey_api;
+pub mod ticket_api;
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
@@ -28,6 +35,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     admin::routes(cfg);
     setup::routes(cfg);
     health::routes(cfg);
+    presence_api::routes(cfg);
+    routing_api::routes(cfg);
+    conversation_api::routes(cfg);
+    ticket_api::routes(cfg);
+    survey_api::routes(cfg);
 }
 
 /// What every console page may load: its own resources, inline styles, no

@@ -19,8 +19,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::bus::{Bus, Event};
 use crate::store::Store;
-use crate::store::conversations::MessageLink;
-use crate::store::messages::{Inserted, NewInbound};
+use crate::store::conversations::{MessageLink, StateChange};
+use crate::store::messages::{Committed, Inserted, NewInbound};
 use crate::store::outbox::{Enqueued, NewOutbound};
 use crate::workers::{Shutdown, Workers};
 
@@ -46,6 +46,7 @@ enum Job {
     Inbound(NewInbound, Reply<Inserted>),
     Outbound(Box<NewOutbound>, Reply<Enqueued>),
     Link(MessageLink, Reply<bool>),
+    State(Box<StateChange>, Reply<Option<i64>>),
 }
 
 /// The handle request handlers use.
@@ -109,6 +110,19 @@ impl Ingestor {
         await_commit(wait, timeout).await
     }
 
+    /// Applies a conversation's state change with its optimistic check (see
+    /// `Store::apply_state_change`), committed with the next batch: the
+    /// transition's id, or `None` when the conversation changed first.
+    pub async fn change_state(
+        &self,
+        change: StateChange,
+        timeout: Duration,
+    ) -> Result<Option<i64>, IngestError> {
+        let (done, wait) = oneshot::channel();
+        self.submit(Job::State(Box::new(change), done))?;
+        await_commit(wait, timeout).await
+    }
+
     fn submit(&self, job: Job) -> Result<(), IngestError> {
         self.tx.try_send(job).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => IngestError::Overloaded,
@@ -167,6 +181,8 @@ impl Writer {
         let mut outbound_done = Vec::new();
         let mut links = Vec::new();
         let mut links_done = Vec::new();
+        let mut changes = Vec::new();
+        let mut changes_done = Vec::new();
         for job in jobs.drain(..) {
             match job {
                 Job::Inbound(m, d) => {
@@ -181,14 +197,23 @@ impl Writer {
                     links.push(l);
                     links_done.push(d);
                 }
+                Job::State(c, d) => {
+                    changes.push(*c);
+                    changes_done.push(d);
+                }
             }
         }
         match self
             .store
-            .commit_batch(&inbound, &outbound, &links, Utc::now())
+            .commit_batch(&inbound, &outbound, &links, &changes, Utc::now())
             .await
         {
-            Ok((inserted, enqueued, linked)) => {
+            Ok(Committed {
+                inserted,
+                enqueued,
+                linked,
+                changed,
+            }) => {
                 for ((msg, done), r) in inbound.into_iter().zip(inbound_done).zip(inserted) {
                     if let Inserted::New(id) = r {
                         self.bus.publish(Event::MessageStored {
@@ -208,6 +233,9 @@ impl Writer {
                 for (done, r) in links_done.into_iter().zip(linked) {
                     let _ = done.send(Ok(r));
                 }
+                for (done, r) in changes_done.into_iter().zip(changed) {
+                    let _ = done.send(Ok(r));
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, inbound = inbound.len(), outbound = outbound.len(),
@@ -220,6 +248,9 @@ impl Writer {
                     let _ = done.send(Err(IngestError::Store(reason.clone())));
                 }
                 for done in links_done {
+                    let _ = done.send(Err(IngestError::Store(reason.clone())));
+                }
+                for done in changes_done {
                     let _ = done.send(Err(IngestError::Store(reason.clone())));
                 }
             }

@@ -26,8 +26,11 @@
 //! A receiver that lagged behind the bus sweeps the unlinked inbound messages
 //! from the database (also once at start), so no message is left behind.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures_util::StreamExt;
 
 use chrono::Utc;
 use moka::future::Cache;
@@ -62,6 +65,8 @@ pub const SWEEP_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(48);
 const LINK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most messages taken from the bus at once.
 const BATCH: usize = 256;
+/// Conversations of a batch moved at once (each one's messages in order).
+const CONVERSATIONS_AT_ONCE: usize = 64;
 /// Pause before retrying after a database error in the worker loop.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Customers and open conversations kept in the caches.
@@ -115,11 +120,14 @@ pub struct Pipeline {
     keywords: Arc<HandoffKeywords>,
     /// When set, links go through the group-commit writer, sharing its
     /// transactions with inbound messages instead of one fsync each.
-    ingest: Option<Ingestor>,
+    pub(crate) ingest: Option<Ingestor>,
     /// (identity kind, account, value) → customer. Identities never move.
     customers: Cache<(&'static str, String, String), i64>,
     /// (customer, account) → their open conversation as last stored here.
     open: Cache<(i64, String), conversations::Model>,
+    /// Wakes the queue drain ([`crate::routing::queue::Drainer`]): an
+    /// agent's slot freed up.
+    queue_signal: Arc<tokio::sync::Notify>,
 }
 
 impl Pipeline {
@@ -138,6 +146,7 @@ impl Pipeline {
             ingest: None,
             customers: Cache::new(CACHE_ENTRIES),
             open: Cache::new(CACHE_ENTRIES),
+            queue_signal: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -168,6 +177,12 @@ impl Pipeline {
 
     pub fn settings(&self) -> &RoutingSettings {
         &self.settings
+    }
+
+    /// Notified when a queue drain is worth running (a slot freed up, an
+    /// agent became idle); the drain service waits on it.
+    pub fn queue_signal(&self) -> &Arc<tokio::sync::Notify> {
+        &self.queue_signal
     }
 
     /// Starts the worker: subscribed now, so nothing stored from here on is
@@ -251,17 +266,24 @@ impl Pipeline {
     async fn observe(&self, _event: &Event) {}
 
     /// Another instance changed a conversation: forget our copy, and move
-    /// the agents' load as it did.
+    /// the agents' load as it did. An agent's presence set there holds here
+    /// too (that instance drains the queue towards them and re-routes their
+    /// conversations).
     async fn observe_remote(&self, event: &Event) {
-        if let Event::ConversationChanged {
-            customer,
-            agent,
-            previous_agent,
-            ..
-        } = event
-        {
-            self.forget_customer(*customer).await;
-            self.router.moved(*previous_agent, *agent, None);
+        match event {
+            Event::ConversationChanged {
+                customer,
+                agent,
+                previous_agent,
+                ..
+            } => {
+                self.forget_customer(*customer).await;
+                self.router.moved(*previous_agent, *agent, None);
+            }
+            Event::AgentPresence { agent, status } => {
+                self.router.set_status(*agent, *status);
+            }
+            _ => {}
         }
     }
 
@@ -281,7 +303,7 @@ impl Pipeline {
     /// Handles every unlinked inbound message of the last
     /// [`SWEEP_WINDOW`]; returns how many it handled. A message that fails is
     /// logged and left for the next sweep, so one bad row never stalls the
-    /// others.
+    /// others (a failed page read stops the sweep: the next one retries).
     pub async fn sweep(&self) -> Result<usize, PipelineError> {
         let since = Utc::now() - SWEEP_WINDOW;
         let mut after = MessageId(0);
@@ -294,14 +316,14 @@ impl Pipeline {
             let Some(last) = page.last().copied() else {
                 return Ok(done);
             };
-            for id in page {
-                match self.handle(id).await {
-                    Ok(Handled::Done { .. }) => done += 1,
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(message = %id, error = %e, "pipeline could not handle a message")
-                    }
-                }
+            // Batches, like the live path: a sweep after a lag may face
+            // tens of thousands of messages.
+            for chunk in page.chunks(BATCH) {
+                let handled = self.handle_batch(chunk).await?;
+                done += handled
+                    .iter()
+                    .filter(|h| matches!(h, Handled::Done { .. }))
+                    .count();
             }
             after = last;
         }
@@ -339,15 +361,35 @@ impl Pipeline {
             }
         }
         let links = futures_util::future::join_all(prepared.iter().map(|p| self.link(p))).await;
+        // Each conversation's messages in order; different conversations at
+        // once, so their writes share group commits.
+        let mut by_conversation: Vec<Vec<_>> = Vec::new();
+        let mut slot: HashMap<i64, usize> = HashMap::new();
         for (p, linked) in prepared.into_iter().zip(links) {
-            let id = p.msg.id;
-            match async { self.finish(p, linked?).await }.await {
-                Ok(h) => out.push(h),
-                Err(e) => {
-                    tracing::warn!(message = id, error = %e, "pipeline could not handle a message")
-                }
-            }
+            let i = *slot.entry(p.conversation.id).or_insert_with(|| {
+                by_conversation.push(Vec::new());
+                by_conversation.len() - 1
+            });
+            by_conversation[i].push((p, linked));
         }
+        let finished: Vec<Vec<Handled>> = futures_util::stream::iter(by_conversation)
+            .map(|messages| async move {
+                let mut done = Vec::with_capacity(messages.len());
+                for (p, linked) in messages {
+                    let id = p.msg.id;
+                    match async { self.finish(p, linked?).await }.await {
+                        Ok(h) => done.push(h),
+                        Err(e) => {
+                            tracing::warn!(message = id, error = %e, "pipeline could not handle a message")
+                        }
+                    }
+                }
+                done
+            })
+            .buffer_unordered(CONVERSATIONS_AT_ONCE)
+            .collect()
+            .await;
+        out.extend(finished.into_iter().flatten());
         Ok(out)
     }
 

@@ -27,6 +27,7 @@ pub mod baseline;
 pub mod callbacks;
 pub mod outbound;
 pub mod report;
+pub mod routing;
 pub mod runner;
 pub mod stats;
 
@@ -71,6 +72,11 @@ pub enum LoadCommand {
     /// their delivery to a stand-in for WeChat's API (in this process, on a
     /// fresh database).
     Outbound(outbound::OutboundArgs),
+    /// Seed thousands of agents and customers on a fresh database and drive
+    /// the conversation pipeline and routing (in this process) with inbound
+    /// messages; report decision and handling latency and check routing's
+    /// invariants (exit 1 when one fails).
+    Routing(routing::RoutingArgs),
 }
 
 /// `kefu load callbacks …`
@@ -151,6 +157,30 @@ pub async fn run(args: LoadArgs, config_dir: &Path) -> ExitCode {
                         print!("{}", report.render());
                     }
                     if outbound::all_ok(&report) {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(USAGE_EXIT)
+                }
+            }
+        }
+        LoadCommand::Routing(a) => {
+            let json = a.json;
+            match routing::run(a, config_dir).await {
+                Ok(report) => {
+                    if json {
+                        match serde_json::to_string(&report) {
+                            Ok(s) => println!("{s}"),
+                            Err(e) => eprintln!("error: {e}"),
+                        }
+                    } else {
+                        print!("{}", report.render());
+                    }
+                    if report.invariants.ok() {
                         ExitCode::SUCCESS
                     } else {
                         ExitCode::FAILURE

@@ -184,7 +184,8 @@ impl GroupMap {
     }
 }
 
-fn region_key(region: &str) -> String {
+/// The key a region is mapped under: `上海市` and `上海` are one.
+pub(crate) fn region_key(region: &str) -> String {
     normalise_place(region).to_ascii_lowercase()
 }
 

@@ -13,10 +13,18 @@
 //! Consistency with the database: the snapshot is loaded at start, kept
 //! current by this instance's own changes and by other instances' changes
 //! heard on the bus (presence, `ConversationChanged` with the previous
-//! agent), and reconciled with the database every `routing.reconcile_secs`.
+//! agent), and reconciled with the database every `routing.reconcile_secs`
+//! ([`Router::reload`]). A reload reads the database while decisions go on:
+//! what changes meanwhile (loads moved by stored changes, presence, shifts,
+//! regions) is journalled and replayed on the fresh snapshot, and slots
+//! reserved but not yet stored are carried over, so a reload never makes an
+//! agent look freer than they are. At worst a change stored just before the
+//! read and reported just after it counts twice until the next reload: an
+//! agent then looks busier than they are, never above capacity.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use prometheus_client::metrics::histogram::Histogram;
@@ -38,18 +46,94 @@ pub struct RouterData {
     pub shifts: HashMap<AgentId, Vec<ShiftSpan>>,
 }
 
+/// A change made while a reload reads the database, replayed on its result.
+#[derive(Debug, Clone)]
+enum Op {
+    /// A stored change moved one conversation to (+1) or from (-1) an agent.
+    Load(AgentId, i64),
+    Status(AgentId, AgentStatus),
+    Shifts(AgentId, Vec<ShiftSpan>),
+    Region(String, GroupId),
+    Upsert(AgentSnapshot, bool),
+}
+
 #[derive(Default)]
 struct Inner {
     agents: Vec<AgentSnapshot>,
     index: HashMap<AgentId, usize>,
     groups: GroupMap,
     shifts: HashMap<AgentId, Vec<ShiftSpan>>,
+    /// Slots reserved by [`Router::decide`] and not yet stored or released
+    /// (counted in the agents' load; carried over by a reload).
+    pending: HashMap<AgentId, u32>,
+    /// Set while a reload reads the database.
+    journal: Option<Vec<Op>>,
 }
 
 impl Inner {
     fn agent_mut(&mut self, id: AgentId) -> Option<&mut AgentSnapshot> {
         let i = *self.index.get(&id)?;
         self.agents.get_mut(i)
+    }
+
+    fn note(&mut self, op: Op) {
+        if let Some(j) = &mut self.journal {
+            j.push(op);
+        }
+    }
+
+    fn add_load(&mut self, id: AgentId, delta: i64) {
+        if let Some(a) = self.agent_mut(id) {
+            a.load = shifted(a.load, delta);
+        }
+    }
+
+    /// One fewer reservation for `id`; `false` when there was none.
+    fn settle(&mut self, id: AgentId) -> bool {
+        match self.pending.get_mut(&id) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                true
+            }
+            Some(_) => {
+                self.pending.remove(&id);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn upsert(&mut self, mut agent: AgentSnapshot, keep_load: bool) {
+        match self.index.get(&agent.id).copied() {
+            Some(i) => {
+                if keep_load {
+                    agent.load = self.agents[i].load;
+                    agent.last_assigned_at = self.agents[i].last_assigned_at;
+                }
+                self.agents[i] = agent;
+            }
+            None => {
+                let i = self.agents.len();
+                self.index.insert(agent.id, i);
+                self.agents.push(agent);
+            }
+        }
+    }
+
+    fn apply(&mut self, op: Op) {
+        match op {
+            Op::Load(id, delta) => self.add_load(id, delta),
+            Op::Status(id, status) => {
+                if let Some(a) = self.agent_mut(id) {
+                    a.status = status;
+                }
+            }
+            Op::Shifts(id, spans) => {
+                self.shifts.insert(id, spans);
+            }
+            Op::Region(region, group) => self.groups.map_region(&region, group),
+            Op::Upsert(agent, keep_load) => self.upsert(agent, keep_load),
+        }
     }
 
     /// Evaluates every agent's shift at `now`.
@@ -75,6 +159,32 @@ pub fn shift_at(spans: Option<&Vec<ShiftSpan>>, now: DateTime<Utc>, require_shif
     }
 }
 
+fn shifted(load: u32, delta: i64) -> u32 {
+    u32::try_from((i64::from(load) + delta).max(0)).unwrap_or(u32::MAX)
+}
+
+/// Where a queue drain may find someone now: the groups with an available
+/// agent, and whether anyone at all is available (the global queue).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenScopes {
+    pub groups: HashSet<GroupId>,
+    pub any: bool,
+}
+
+impl OpenScopes {
+    /// Whether a conversation waiting in `group`'s queue (`None`: the global
+    /// queue) may find an agent now.
+    pub fn admits(&self, group: Option<GroupId>) -> bool {
+        match group {
+            Some(g) => self.groups.contains(&g),
+            None => self.any,
+        }
+    }
+}
+
+/// Called with each decision's time (the load tool's histogram).
+pub type DecisionObserver = Arc<dyn Fn(Duration) + Send + Sync>;
+
 /// The router (cheap to clone; one per instance).
 #[derive(Clone, Default)]
 pub struct Router {
@@ -82,15 +192,17 @@ pub struct Router {
     require_shifts: bool,
     /// Where decision times go (Prometheus), when set.
     timings: Option<Histogram>,
+    observer: Option<DecisionObserver>,
+    /// One reload at a time: each journals what changes while it reads.
+    reloading: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Router {
     /// An empty router (nobody on duty) until [`Router::replace`].
     pub fn new(require_shifts: bool) -> Self {
         Self {
-            inner: Arc::default(),
             require_shifts,
-            timings: None,
+            ..Self::default()
         }
     }
 
@@ -100,14 +212,20 @@ impl Router {
         self
     }
 
+    /// Also reports each decision's time to `f`.
+    pub fn with_observer(mut self, f: DecisionObserver) -> Self {
+        self.observer = Some(f);
+        self
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic under the lock leaves plain data behind: keep going.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Replaces the whole snapshot (start and reconciliation). Reservations
-    /// made since `data` was read are lost: the next reconciliation or event
-    /// corrects any difference.
+    /// Replaces the whole snapshot (start and reconciliation). Slots
+    /// reserved and not yet stored are added to the loads read, and what
+    /// changed since a [`Router::reload`] began reading is replayed.
     pub fn replace(&self, data: RouterData) {
         let mut inner = self.lock();
         let index = data
@@ -116,21 +234,45 @@ impl Router {
             .enumerate()
             .map(|(i, a)| (a.id, i))
             .collect();
+        let pending = std::mem::take(&mut inner.pending);
+        let journal = inner.journal.take().unwrap_or_default();
         *inner = Inner {
             agents: data.agents,
             index,
             groups: data.groups,
             shifts: data.shifts,
+            pending: HashMap::new(),
+            journal: None,
         };
+        for (id, n) in pending {
+            if inner.agent_mut(id).is_some() {
+                inner.add_load(id, i64::from(n));
+                inner.pending.insert(id, n);
+            }
+        }
+        for op in journal {
+            inner.apply(op);
+        }
     }
 
-    /// Reloads everything from the database (start, reconciliation, tests).
+    /// Reloads everything from the database (start, reconciliation, tests);
+    /// see the module documentation for what happens meanwhile.
     pub async fn reload(
         &self,
         store: &crate::store::Store,
     ) -> Result<(), crate::store::StoreError> {
-        self.replace(store.router_data(Utc::now()).await?);
-        Ok(())
+        let _one = self.reloading.lock().await;
+        self.lock().journal = Some(Vec::new());
+        match store.router_data(Utc::now()).await {
+            Ok(data) => {
+                self.replace(data);
+                Ok(())
+            }
+            Err(e) => {
+                self.lock().journal = None;
+                Err(e)
+            }
+        }
     }
 
     /// Decides for one customer and reserves the chosen agent's slot (load
@@ -143,9 +285,33 @@ impl Router {
         now: DateTime<Utc>,
         tie_break: u64,
     ) -> Outcome {
+        self.decide_holding(customer, scope, exclude, &HashSet::new(), now, tie_break)
+    }
+
+    /// [`Router::decide`], with the `held` agents counted as busy for this
+    /// decision only: a queue drain holds back those who took their batch
+    /// (`routing.queue_batch_limit`) so a fresh login is not flooded.
+    pub fn decide_holding(
+        &self,
+        customer: &Customer,
+        scope: Scope,
+        exclude: Option<AgentId>,
+        held: &HashSet<AgentId>,
+        now: DateTime<Utc>,
+        tie_break: u64,
+    ) -> Outcome {
         let started = std::time::Instant::now();
         let mut inner = self.lock();
         inner.refresh_shifts(now, self.require_shifts);
+        let mut flipped = Vec::new();
+        for id in held {
+            if let Some(a) = inner.agent_mut(*id)
+                && a.status == AgentStatus::Idle
+            {
+                a.status = AgentStatus::Busy;
+                flipped.push(*id);
+            }
+        }
         let outcome = assign(&Request {
             customer,
             agents: &inner.agents,
@@ -154,23 +320,34 @@ impl Router {
             exclude,
             tie_break,
         });
+        for id in flipped {
+            if let Some(a) = inner.agent_mut(id) {
+                a.status = AgentStatus::Idle;
+            }
+        }
         if let super::Decision::Assign { agent, .. } = &outcome.decision
             && let Some(a) = inner.agent_mut(*agent)
         {
             a.load += 1;
             a.last_assigned_at = Some(now);
+            *inner.pending.entry(*agent).or_default() += 1;
         }
         drop(inner);
+        let took = started.elapsed();
         if let Some(h) = &self.timings {
-            h.observe(started.elapsed().as_secs_f64());
+            h.observe(took.as_secs_f64());
+        }
+        if let Some(f) = &self.observer {
+            f(took);
         }
         outcome
     }
 
     /// A reservation from [`Router::decide`] that was not used.
     pub fn unreserve(&self, agent: AgentId) {
-        if let Some(a) = self.lock().agent_mut(agent) {
-            a.load = a.load.saturating_sub(1);
+        let mut inner = self.lock();
+        if inner.settle(agent) {
+            inner.add_load(agent, -1);
         }
     }
 
@@ -185,28 +362,30 @@ impl Router {
             return;
         }
         let mut inner = self.lock();
-        if let Some(f) = from
-            && let Some(a) = inner.agent_mut(f)
-        {
-            a.load = a.load.saturating_sub(1);
+        if let Some(f) = from {
+            inner.add_load(f, -1);
+            inner.note(Op::Load(f, -1));
         }
-        if let Some(t) = to
-            && reserved != Some(t)
-            && let Some(a) = inner.agent_mut(t)
-        {
-            a.load += 1;
+        if let Some(t) = to {
+            // A reservation becomes the stored assignment: already counted.
+            if !(reserved == Some(t) && inner.settle(t)) {
+                inner.add_load(t, 1);
+            }
+            inner.note(Op::Load(t, 1));
         }
         if let Some(r) = reserved
             && to != Some(r)
-            && let Some(a) = inner.agent_mut(r)
+            && inner.settle(r)
         {
-            a.load = a.load.saturating_sub(1);
+            inner.add_load(r, -1);
         }
     }
 
     /// Sets an agent's presence; `false` when the agent is unknown here.
     pub fn set_status(&self, agent: AgentId, status: AgentStatus) -> bool {
-        match self.lock().agent_mut(agent) {
+        let mut inner = self.lock();
+        inner.note(Op::Status(agent, status));
+        match inner.agent_mut(agent) {
             Some(a) => {
                 a.status = status;
                 true
@@ -217,32 +396,24 @@ impl Router {
 
     /// Adds or replaces one agent (a new agent, a changed capacity or group).
     /// Their load is kept when `keep_load`.
-    pub fn upsert(&self, mut agent: AgentSnapshot, keep_load: bool) {
+    pub fn upsert(&self, agent: AgentSnapshot, keep_load: bool) {
         let mut inner = self.lock();
-        match inner.index.get(&agent.id).copied() {
-            Some(i) => {
-                if keep_load {
-                    agent.load = inner.agents[i].load;
-                    agent.last_assigned_at = inner.agents[i].last_assigned_at;
-                }
-                inner.agents[i] = agent;
-            }
-            None => {
-                let i = inner.agents.len();
-                inner.index.insert(agent.id, i);
-                inner.agents.push(agent);
-            }
-        }
+        inner.note(Op::Upsert(agent.clone(), keep_load));
+        inner.upsert(agent, keep_load);
     }
 
     /// Replaces one agent's shifts.
     pub fn set_shifts(&self, agent: AgentId, spans: Vec<ShiftSpan>) {
-        self.lock().shifts.insert(agent, spans);
+        let mut inner = self.lock();
+        inner.note(Op::Shifts(agent, spans.clone()));
+        inner.shifts.insert(agent, spans);
     }
 
     /// Maps a region to a group (admin edit or CRM sync).
     pub fn map_region(&self, region: &str, group: GroupId) {
-        self.lock().groups.map_region(region, group);
+        let mut inner = self.lock();
+        inner.note(Op::Region(region.to_owned(), group));
+        inner.groups.map_region(region, group);
     }
 
     /// One agent as routing sees them at `now`.
@@ -266,6 +437,23 @@ impl Router {
         let mut inner = self.lock();
         inner.refresh_shifts(now, self.require_shifts);
         inner.agents.iter().any(AgentSnapshot::is_available)
+    }
+
+    /// Where an agent is available now, `held` agents left out (see
+    /// [`Router::decide_holding`]): the queues a drain may take from.
+    pub fn open_scopes(&self, now: DateTime<Utc>, held: &HashSet<AgentId>) -> OpenScopes {
+        let mut inner = self.lock();
+        inner.refresh_shifts(now, self.require_shifts);
+        let mut open = OpenScopes::default();
+        for a in inner
+            .agents
+            .iter()
+            .filter(|a| a.is_available() && !held.contains(&a.id))
+        {
+            open.any = true;
+            open.groups.extend(a.groups.iter().copied());
+        }
+        open
     }
 
     /// The group map (names and region → group).
@@ -389,6 +577,77 @@ mod tests {
             r.decide(&in_group(), Scope::Customer, None, now + hour, 1)
                 .decision,
             Decision::Assign { .. }
+        ));
+    }
+
+    #[test]
+    fn a_reload_keeps_reservations_and_replays_what_changed_while_it_read() {
+        let r = router(vec![agent(1, 1, 5), agent(2, 1, 5)]);
+        let now = Utc::now();
+        let load = |id| r.agent(AgentId(id), now).unwrap().load;
+        let Decision::Assign { agent: a, .. } = r
+            .decide(&in_group(), Scope::Customer, None, now, 3)
+            .decision
+        else {
+            panic!("assigned")
+        };
+        let b = if a == AgentId(1) {
+            AgentId(2)
+        } else {
+            AgentId(1)
+        };
+        // A reload begins reading; meanwhile b is stored with a conversation
+        // and goes on break.
+        r.lock().journal = Some(Vec::new());
+        r.moved(None, Some(b), None);
+        r.set_status(b, AgentStatus::Break);
+        // What the reload read: nothing assigned yet, everyone idle.
+        let mut groups = GroupMap::new();
+        groups.add_group(GroupId(1), "上海");
+        r.replace(RouterData {
+            agents: vec![agent(1, 1, 5), agent(2, 1, 5)],
+            groups,
+            shifts: HashMap::new(),
+        });
+        assert_eq!(load(a.0), 1, "the reservation is carried over");
+        assert_eq!(load(b.0), 1, "the change made while reading is replayed");
+        assert_eq!(r.agent(b, now).unwrap().status, AgentStatus::Break);
+        // The reservation is stored later: counted once.
+        r.moved(None, Some(a), Some(a));
+        assert_eq!(load(a.0), 1);
+        r.unreserve(a);
+        assert_eq!(load(a.0), 1, "nothing left to release");
+    }
+
+    #[test]
+    fn held_agents_are_passed_over_for_one_decision() {
+        let r = router(vec![agent(1, 1, 5), agent(2, 1, 5)]);
+        let now = Utc::now();
+        let held: HashSet<_> = [AgentId(1)].into();
+        for i in 0..4 {
+            let d = r
+                .decide_holding(&in_group(), Scope::Customer, None, &held, now, i)
+                .decision;
+            assert!(
+                matches!(
+                    d,
+                    Decision::Assign {
+                        agent: AgentId(2),
+                        ..
+                    }
+                ),
+                "{d:?}"
+            );
+        }
+        assert_eq!(r.agent(AgentId(1), now).unwrap().status, AgentStatus::Idle);
+        let open = r.open_scopes(now, &held);
+        assert!(open.any && open.admits(Some(GroupId(1))) && !open.admits(Some(GroupId(2))));
+        let both: HashSet<_> = [AgentId(1), AgentId(2)].into();
+        assert!(!r.open_scopes(now, &both).any);
+        assert!(matches!(
+            r.decide_holding(&in_group(), Scope::Customer, None, &both, now, 1)
+                .decision,
+            Decision::Queue { .. }
         ));
     }
 

@@ -6,10 +6,10 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
 };
 
-use super::entities::{agents, sessions};
+use super::entities::{agents, city_groups, group_members, sessions};
 use super::{Store, StoreError};
 use crate::auth::Role;
-use crate::ids::AgentId;
+use crate::ids::{AgentId, GroupId};
 
 /// What a sign-in attempt checks.
 #[derive(Debug, Clone)]
@@ -136,6 +136,53 @@ impl Store {
                 disabled: a.disabled,
             })
             .collect())
+    }
+}
+
+impl Store {
+    /// One user by id.
+    pub async fn agent(&self, id: AgentId) -> Result<agents::Model, StoreError> {
+        agents::Entity::find_by_id(id.0)
+            .one(self.conn())
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// The display names of these users (unknown ids are left out).
+    pub async fn agent_names(
+        &self,
+        ids: &[AgentId],
+    ) -> Result<std::collections::HashMap<AgentId, String>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        Ok(agents::Entity::find()
+            .filter(agents::Column::Id.is_in(ids.iter().map(|a| a.0)))
+            .all(self.conn())
+            .await?
+            .into_iter()
+            .map(|a| (AgentId(a.id), a.name))
+            .collect())
+    }
+
+    /// The city groups a user belongs to.
+    pub async fn agent_groups(&self, id: AgentId) -> Result<Vec<GroupId>, StoreError> {
+        Ok(group_members::Entity::find()
+            .filter(group_members::Column::AgentId.eq(id.0))
+            .order_by_asc(group_members::Column::GroupId)
+            .all(self.conn())
+            .await?
+            .into_iter()
+            .map(|m| GroupId(m.group_id))
+            .collect())
+    }
+
+    /// Whether a city group exists.
+    pub async fn city_group_exists(&self, id: GroupId) -> Result<bool, StoreError> {
+        Ok(city_groups::Entity::find_by_id(id.0)
+            .one(self.conn())
+            .await?
+            .is_some())
     }
 }
 

@@ -4,7 +4,7 @@
 //! inbound message to its customer and conversation.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     Set, TransactionTrait,
@@ -23,6 +23,10 @@ pub const OPENED_STATE: &str = "bot";
 pub const CLOSED_STATE: &str = "closed";
 /// The state of a conversation waiting for a human.
 pub const QUEUED_STATE: &str = "queued";
+/// The state of a conversation an agent serves.
+pub const ASSIGNED_STATE: &str = "assigned";
+/// The state of a conversation the robot answers.
+pub const BOT_STATE: &str = "bot";
 
 /// A state as stored: `bot`, `queued`, `assigned` (with its agent), `closed`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,88 +211,18 @@ impl Store {
 
     /// Applies a state change if the conversation is still in `from`
     /// (`UPDATE … WHERE id = ? AND state = ? AND agent_id …`), recording it in
-    /// the same transaction. `false` when someone changed it first.
-    pub async fn apply_state_change(&self, c: &StateChange) -> Result<bool, StoreError> {
+    /// the same transaction; the id of the transition record, or `None` when
+    /// someone changed the conversation first.
+    pub async fn apply_state_change(&self, c: &StateChange) -> Result<Option<i64>, StoreError> {
         let txn = self.writer().begin().await?;
-        let agent_was = match c.from.agent {
-            Some(a) => conversations::Column::AgentId.eq(a.0),
-            None => conversations::Column::AgentId.is_null(),
-        };
-        let mut update = conversations::Entity::update_many()
-            .col_expr(
-                conversations::Column::State,
-                Expr::value(c.to.state.clone()),
-            )
-            .col_expr(
-                conversations::Column::AgentId,
-                Expr::value(c.to.agent.map(|a| a.0)),
-            )
-            .col_expr(conversations::Column::UpdatedAt, Expr::value(c.at));
-        if c.to.state == CLOSED_STATE {
-            update = update.col_expr(conversations::Column::ClosedAt, Expr::value(Some(c.at)));
-        }
-        if c.from.state == CLOSED_STATE {
-            update = update.col_expr(
-                conversations::Column::ClosedAt,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            );
-        }
-        if c.to.state == QUEUED_STATE && c.from.state != QUEUED_STATE {
-            update = update.col_expr(conversations::Column::QueuedAt, Expr::value(Some(c.at)));
-        } else if c.to.state != QUEUED_STATE {
-            update = update
-                .col_expr(
-                    conversations::Column::QueuedAt,
-                    Expr::value(Option::<DateTime<Utc>>::None),
-                )
-                .col_expr(
-                    conversations::Column::QueueGroupId,
-                    Expr::value(Option::<i64>::None),
-                );
-        }
-        let done = update
-            .filter(
-                Condition::all()
-                    .add(conversations::Column::Id.eq(c.conversation.0))
-                    .add(conversations::Column::State.eq(c.from.state.as_str()))
-                    .add(agent_was),
-            )
-            .exec(&txn)
-            .await;
-        let applied = match done {
-            Ok(r) => r.rows_affected == 1,
-            // Reopening while another conversation of the customer is open
-            // (the unique index): theirs stands.
-            Err(e) => match StoreError::from_insert(e) {
-                StoreError::Duplicate => false,
-                other => {
-                    let _ = txn.rollback().await;
-                    return Err(other);
-                }
-            },
-        };
-        if !applied {
-            let _ = txn.rollback().await;
-            return Ok(false);
-        }
-        record_in(
-            &txn,
-            c.conversation.0,
-            Some(&c.from.state),
-            &c.to.state,
-            c.to.agent,
-            &c.reason,
-            &c.actor,
-            c.at,
-        )
-        .await?;
+        let id = write_state_change_in(&txn, c).await?;
         txn.commit().await?;
-        Ok(true)
+        Ok(id)
     }
 
     /// Records a transition that changed no state (e.g. "no agent free:
-    /// queued" while already waiting).
-    pub async fn record_transition(&self, c: &StateChange) -> Result<(), StoreError> {
+    /// queued" while already waiting); its id.
+    pub async fn record_transition(&self, c: &StateChange) -> Result<i64, StoreError> {
         record_in(
             self.writer(),
             c.conversation.0,
@@ -343,6 +277,144 @@ impl Store {
         Ok(ids.into_iter().map(MessageId).collect())
     }
 
+    /// Assigned conversations whose oldest unanswered customer message is
+    /// older than `cutoff` and which were not re-offered since that message:
+    /// the reply timeouts due, by id after `after`, with their agent.
+    pub async fn due_reply_timeouts(
+        &self,
+        cutoff: DateTime<Utc>,
+        after: ConversationId,
+        limit: u64,
+    ) -> Result<Vec<(ConversationId, AgentId)>, StoreError> {
+        let rows: Vec<(i64, Option<i64>)> = conversations::Entity::find()
+            .select_only()
+            .column(conversations::Column::Id)
+            .column(conversations::Column::AgentId)
+            .filter(reply_overdue(cutoff))
+            .filter(conversations::Column::Id.gt(after.0))
+            .order_by_asc(conversations::Column::Id)
+            .limit(limit)
+            .into_tuple()
+            .all(self.conn())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(c, a)| Some((ConversationId(c), AgentId(a?))))
+            .collect())
+    }
+
+    /// Marks a due reply timeout as re-offered at `now`, if it is still due
+    /// and still `agent`'s: the claim that makes one instance, once, offer
+    /// the conversation to someone else. `true` when claimed here.
+    pub async fn claim_reoffer(
+        &self,
+        conversation: ConversationId,
+        agent: AgentId,
+        cutoff: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Ok(conversations::Entity::update_many()
+            .col_expr(conversations::Column::ReofferedAt, Expr::value(Some(now)))
+            .filter(conversations::Column::Id.eq(conversation.0))
+            .filter(conversations::Column::AgentId.eq(agent.0))
+            .filter(reply_overdue(cutoff))
+            .exec(self.writer())
+            .await?
+            .rows_affected
+            == 1)
+    }
+
+    /// Conversations with the robot or an agent whose customer has not
+    /// written since `cutoff` (or, never having written, opened before it):
+    /// the auto-close candidates, by id after `after`. Queued ones wait.
+    pub async fn idle_conversations(
+        &self,
+        cutoff: DateTime<Utc>,
+        after: ConversationId,
+        limit: u64,
+    ) -> Result<Vec<ConversationId>, StoreError> {
+        let ids: Vec<i64> = conversations::Entity::find()
+            .select_only()
+            .column(conversations::Column::Id)
+            .filter(conversations::Column::State.is_in([BOT_STATE, ASSIGNED_STATE]))
+            .filter(
+                Condition::any()
+                    .add(conversations::Column::LastCustomerAt.lt(cutoff))
+                    .add(
+                        Condition::all()
+                            .add(conversations::Column::LastCustomerAt.is_null())
+                            .add(conversations::Column::OpenedAt.lt(cutoff)),
+                    ),
+            )
+            .filter(conversations::Column::Id.gt(after.0))
+            .order_by_asc(conversations::Column::Id)
+            .limit(limit)
+            .into_tuple()
+            .all(self.conn())
+            .await?;
+        Ok(ids.into_iter().map(ConversationId).collect())
+    }
+
+    /// A page of a conversation's messages (both directions), oldest first:
+    /// the latest `limit`, or the `limit` before message `before`.
+    pub async fn conversation_messages(
+        &self,
+        conversation: ConversationId,
+        before: Option<MessageId>,
+        limit: u64,
+    ) -> Result<Vec<messages::Model>, StoreError> {
+        let mut q =
+            messages::Entity::find().filter(messages::Column::ConversationId.eq(conversation.0));
+        if let Some(b) = before {
+            q = q.filter(messages::Column::Id.lt(b.0));
+        }
+        let mut rows = q
+            .order_by_desc(messages::Column::Id)
+            .limit(limit)
+            .all(self.conn())
+            .await?;
+        rows.reverse();
+        Ok(rows)
+    }
+
+    /// The agent who last held the conversation (the last transition to
+    /// `assigned`), if any: the one who served it once it is closed.
+    pub async fn last_agent_of(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<Option<AgentId>, StoreError> {
+        let agent: Option<Option<i64>> = transitions::Entity::find()
+            .select_only()
+            .column(transitions::Column::AgentId)
+            .filter(transitions::Column::ConversationId.eq(conversation.0))
+            .filter(transitions::Column::ToState.eq(ASSIGNED_STATE))
+            .order_by_desc(transitions::Column::Id)
+            .limit(1)
+            .into_tuple()
+            .one(self.conn())
+            .await?;
+        Ok(agent.flatten().map(AgentId))
+    }
+
+    /// The customer's latest text in the conversation, if any.
+    pub async fn latest_customer_text(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<Option<String>, StoreError> {
+        let text: Option<Option<String>> = messages::Entity::find()
+            .select_only()
+            .column(messages::Column::Content)
+            .filter(messages::Column::ConversationId.eq(conversation.0))
+            .filter(messages::Column::Direction.eq(Direction::In.as_str()))
+            .filter(messages::Column::MsgType.eq("text"))
+            .order_by_desc(messages::Column::Id)
+            .limit(1)
+            .into_tuple()
+            .one(self.conn())
+            .await?;
+        Ok(text.flatten())
+    }
+
     /// One customer by id.
     pub async fn customer(&self, id: CustomerId) -> Result<customers::Model, StoreError> {
         customers::Entity::find_by_id(id.0)
@@ -389,7 +461,7 @@ impl Store {
     }
 }
 
-/// Inserts one transition row.
+/// Inserts one transition row; its id.
 #[allow(clippy::too_many_arguments)]
 async fn record_in<C: sea_orm::ConnectionTrait>(
     db: &C,
@@ -400,8 +472,8 @@ async fn record_in<C: sea_orm::ConnectionTrait>(
     reason: &str,
     actor: &str,
     at: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    transitions::ActiveModel {
+) -> Result<i64, StoreError> {
+    let row = transitions::ActiveModel {
         conversation_id: Set(conversation),
         from_state: Set(from.map(str::to_owned)),
         to_state: Set(to.to_owned()),
@@ -413,6 +485,112 @@ async fn record_in<C: sea_orm::ConnectionTrait>(
     }
     .insert(db)
     .await?;
+    Ok(row.id)
+}
+
+/// Assigned, waiting for the agent's reply since before `cutoff`, and not
+/// re-offered since the customer's message that started the wait.
+fn reply_overdue(cutoff: DateTime<Utc>) -> Condition {
+    Condition::all()
+        .add(conversations::Column::State.eq(ASSIGNED_STATE))
+        .add(conversations::Column::AwaitingReplySince.lt(cutoff))
+        .add(
+            Condition::any()
+                .add(conversations::Column::ReofferedAt.is_null())
+                .add(ExprTrait::lt(
+                    Expr::col(conversations::Column::ReofferedAt),
+                    Expr::col(conversations::Column::AwaitingReplySince),
+                )),
+        )
+}
+
+/// Where an outbound message belongs: its recipient's customer and their
+/// open conversation on the account, else their latest one (a survey sent
+/// after the close). `None` for a recipient Kefu does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OutboundLink {
+    pub customer: i64,
+    pub conversation: Option<i64>,
+    /// The conversation is open (not closed).
+    pub open: bool,
+}
+
+/// Finds the [`OutboundLink`] of a message to `recipient` inside the
+/// caller's transaction (the group commit stores outbound messages).
+pub(crate) async fn outbound_link_in(
+    txn: &sea_orm::DatabaseTransaction,
+    account: &AccountId,
+    channel: Channel,
+    recipient: &str,
+) -> Result<Option<OutboundLink>, StoreError> {
+    use super::entities::customer_identities as ids;
+    use super::followers::IdentityKind;
+    let kind = match channel {
+        Channel::OfficialAccount => IdentityKind::OaOpenId,
+        Channel::WecomKf => IdentityKind::WecomExternalUserId,
+        _ => return Ok(None),
+    };
+    let customer: Option<i64> = ids::Entity::find()
+        .select_only()
+        .column(ids::Column::CustomerId)
+        .filter(ids::Column::Kind.eq(kind.as_str()))
+        .filter(ids::Column::AccountId.eq(account.as_str()))
+        .filter(ids::Column::Value.eq(recipient))
+        .into_tuple()
+        .one(txn)
+        .await?;
+    let Some(customer) = customer else {
+        return Ok(None);
+    };
+    let base = || {
+        conversations::Entity::find()
+            .select_only()
+            .column(conversations::Column::Id)
+            .filter(conversations::Column::CustomerId.eq(customer))
+            .filter(conversations::Column::AccountId.eq(account.as_str()))
+    };
+    let open: Option<i64> = base()
+        .filter(conversations::Column::State.ne(CLOSED_STATE))
+        .into_tuple()
+        .one(txn)
+        .await?;
+    if open.is_some() {
+        return Ok(Some(OutboundLink {
+            customer,
+            conversation: open,
+            open: true,
+        }));
+    }
+    let latest: Option<i64> = base()
+        .order_by_desc(conversations::Column::Id)
+        .limit(1)
+        .into_tuple()
+        .one(txn)
+        .await?;
+    Ok(Some(OutboundLink {
+        customer,
+        conversation: latest,
+        open: false,
+    }))
+}
+
+/// An agent answered: the conversation no longer waits for a reply (the
+/// reply-timeout clock stops until the customer writes again).
+pub(crate) async fn agent_replied_in(
+    txn: &sea_orm::DatabaseTransaction,
+    conversation: i64,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    conversations::Entity::update_many()
+        .col_expr(
+            conversations::Column::AwaitingReplySince,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(conversations::Column::LastMessageAt, Expr::value(at))
+        .col_expr(conversations::Column::UpdatedAt, Expr::value(at))
+        .filter(conversations::Column::Id.eq(conversation))
+        .exec(txn)
+        .await?;
     Ok(())
 }
 
@@ -454,10 +632,7 @@ pub(crate) async fn link_message_in(
             )
             .col_expr(
                 conversations::Column::AwaitingReplySince,
-                sea_orm::sea_query::ExprTrait::if_null(
-                    Expr::col(conversations::Column::AwaitingReplySince),
-                    l.at,
-                ),
+                ExprTrait::if_null(Expr::col(conversations::Column::AwaitingReplySince), l.at),
             )
             .col_expr(conversations::Column::UpdatedAt, Expr::value(l.at))
             .filter(conversations::Column::Id.eq(l.conversation.0))
@@ -465,4 +640,120 @@ pub(crate) async fn link_message_in(
             .await?;
     }
     Ok(linked)
+}
+
+/// [`Store::apply_state_change`] inside a caller's transaction (the
+/// group-commit writer batches the pipeline's changes): a change from a
+/// state to itself is only recorded. The update runs under a savepoint, so a
+/// refused reopen (the unique index) leaves the caller's transaction usable
+/// (PostgreSQL aborts a transaction on any error).
+pub(crate) async fn write_state_change_in(
+    outer: &sea_orm::DatabaseTransaction,
+    c: &StateChange,
+) -> Result<Option<i64>, StoreError> {
+    if c.from == c.to {
+        let id = record_in(
+            outer,
+            c.conversation.0,
+            Some(&c.from.state),
+            &c.to.state,
+            c.to.agent,
+            &c.reason,
+            &c.actor,
+            c.at,
+        )
+        .await?;
+        return Ok(Some(id));
+    }
+    let txn = outer.begin().await?;
+    let agent_was = match c.from.agent {
+        Some(a) => conversations::Column::AgentId.eq(a.0),
+        None => conversations::Column::AgentId.is_null(),
+    };
+    let mut update = conversations::Entity::update_many()
+        .col_expr(
+            conversations::Column::State,
+            Expr::value(c.to.state.clone()),
+        )
+        .col_expr(
+            conversations::Column::AgentId,
+            Expr::value(c.to.agent.map(|a| a.0)),
+        )
+        .col_expr(conversations::Column::UpdatedAt, Expr::value(c.at));
+    if c.to.state == CLOSED_STATE {
+        update = update.col_expr(conversations::Column::ClosedAt, Expr::value(Some(c.at)));
+    }
+    if c.from.state == CLOSED_STATE {
+        update = update.col_expr(
+            conversations::Column::ClosedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        );
+    }
+    // Entering `queued` gives no place yet: routing runs first, and only a
+    // conversation it leaves waiting joins a queue (the `Enqueue` effect sets
+    // `queued_at`), so a queue drain never takes one still being routed.
+    if c.to.state != QUEUED_STATE {
+        update = update
+            .col_expr(
+                conversations::Column::QueuedAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(
+                conversations::Column::QueueGroupId,
+                Expr::value(Option::<i64>::None),
+            );
+    }
+    if c.to.state == ASSIGNED_STATE {
+        // The agent's reply clock starts when they get the conversation,
+        // not when the customer first wrote (maybe to the robot, or
+        // while queued): else a long queue would time out every agent
+        // at once. Nothing unanswered stays nothing.
+        update = update.col_expr(
+            conversations::Column::AwaitingReplySince,
+            Expr::case(
+                ExprTrait::is_null(Expr::col(conversations::Column::AwaitingReplySince)),
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .finally(Expr::value(Some(c.at)))
+            .into(),
+        );
+    }
+    let done = update
+        .filter(
+            Condition::all()
+                .add(conversations::Column::Id.eq(c.conversation.0))
+                .add(conversations::Column::State.eq(c.from.state.as_str()))
+                .add(agent_was),
+        )
+        .exec(&txn)
+        .await;
+    let applied = match done {
+        Ok(r) => r.rows_affected == 1,
+        // Reopening while another conversation of the customer is open
+        // (the unique index): theirs stands.
+        Err(e) => match StoreError::from_insert(e) {
+            StoreError::Duplicate => false,
+            other => {
+                let _ = txn.rollback().await;
+                return Err(other);
+            }
+        },
+    };
+    if !applied {
+        let _ = txn.rollback().await;
+        return Ok(None);
+    }
+    let id = record_in(
+        &txn,
+        c.conversation.0,
+        Some(&c.from.state),
+        &c.to.state,
+        c.to.agent,
+        &c.reason,
+        &c.actor,
+        c.at,
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(Some(id))
 }

@@ -95,8 +95,9 @@ impl Store {
         inbound: &[NewInbound],
         outbound: &[super::outbox::NewOutbound],
         links: &[super::conversations::MessageLink],
+        changes: &[super::conversations::StateChange],
         now: DateTime<Utc>,
-    ) -> Result<(Vec<Inserted>, Vec<super::outbox::Enqueued>, Vec<bool>), StoreError> {
+    ) -> Result<Committed, StoreError> {
         let txn = self.writer().begin().await?;
         let inserted = if inbound.is_empty() {
             Vec::new()
@@ -111,8 +112,17 @@ impl Store {
         for l in links {
             linked.push(super::conversations::link_message_in(&txn, l).await?);
         }
+        let mut changed = Vec::with_capacity(changes.len());
+        for c in changes {
+            changed.push(super::conversations::write_state_change_in(&txn, c).await?);
+        }
         txn.commit().await?;
-        Ok((inserted, enqueued, linked))
+        Ok(Committed {
+            inserted,
+            enqueued,
+            linked,
+            changed,
+        })
     }
 
     /// Messages of an account, oldest first (tests, exports).
@@ -150,6 +160,17 @@ impl Store {
             .await?
             .ok_or(StoreError::NotFound)
     }
+}
+
+/// What one group commit stored, in the order of its inputs.
+#[derive(Debug, Default)]
+pub struct Committed {
+    pub inserted: Vec<Inserted>,
+    pub enqueued: Vec<super::outbox::Enqueued>,
+    /// Whether each link was made here.
+    pub linked: Vec<bool>,
+    /// Each state change's transition id, `None` when it lost its check.
+    pub changed: Vec<Option<i64>>,
 }
 
 /// Rows per INSERT statement. A batch is cut greedily into chunks of these

@@ -2,6 +2,7 @@
 //! writes SQL; callers get functions shaped like the domain.
 
 pub mod agents;
+pub mod bulk;
 pub mod conversations;
 pub mod entities;
 pub mod followers;
@@ -9,9 +10,12 @@ pub mod kf;
 pub mod media;
 pub mod messages;
 pub mod outbox;
+pub mod queue;
 pub mod routing;
 pub mod sessions;
 pub mod setup;
+pub mod surveys;
+pub mod tickets;
 
 use std::path::Path;
 use std::time::Duration;

@@ -8,6 +8,7 @@ use sea_orm::{
     QueryOrder, QuerySelect, Set, Statement, TransactionTrait, Value,
 };
 
+use super::conversations::{OutboundLink, agent_replied_in, outbound_link_in};
 use super::entities::{messages, outbox};
 use super::messages::{Channel, Direction};
 use super::{Store, StoreError, placeholders};
@@ -201,10 +202,25 @@ pub(crate) async fn enqueue_outbound_in(
             existing: true,
         });
     }
+    // Linked to the customer's conversation, so its history holds what was
+    // said to them too; an agent's words stop the reply-timeout clock in
+    // the same commit.
+    let link = outbound_link_in(txn, &m.account, m.channel, &m.recipient).await?;
+    if let Some(OutboundLink {
+        conversation: Some(c),
+        open: true,
+        ..
+    }) = link
+        && m.agent.is_some()
+    {
+        agent_replied_in(txn, c, now).await?;
+    }
     let msg = messages::ActiveModel {
         account_id: Set(m.account.to_string()),
         channel: Set(m.channel.as_str().into()),
         direction: Set(Direction::Out.as_str().into()),
+        conversation_id: Set(link.and_then(|l| l.conversation)),
+        customer_id: Set(link.map(|l| l.customer)),
         agent_id: Set(m.agent.map(|a| a.0)),
         sender: Set(m.sender.clone()),
         msg_type: Set(m.msg_type.clone()),

@@ -333,9 +333,17 @@ async fn a_wecom_kf_message_goes_through_the_same_pipeline() {
         .unwrap();
     assert_eq!(identity.customer_id, got.customer.0);
     assert_eq!(c.open_kfid.as_deref(), Some("wkKF9"), "replies need it");
+    // The customer's message, and Kefu's notice that an agent joined (sent
+    // before the change is announced): both in the conversation.
     let stored = app.stored("demo-kf").await;
-    assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].conversation_id, Some(got.conversation.0));
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert!(
+        stored
+            .iter()
+            .all(|m| m.conversation_id == Some(got.conversation.0))
+    );
+    assert_eq!(stored[1].direction, "out");
+    assert_eq!(stored[1].content.as_deref(), Some("客服 frank 为您服务"));
 }
 
 /// Posts an Official Account event.

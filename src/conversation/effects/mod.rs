@@ -28,6 +28,9 @@ pub struct EffectCtx<'a> {
     /// The state before the transition.
     pub from: ConversationState,
     pub transition: &'a Transition,
+    /// The id of the transition's record; `None` for a routine step (not
+    /// recorded). Notices key their idempotency on it.
+    pub transition_id: Option<i64>,
     /// Routing's decision that led here, if this step follows one.
     pub decision: Option<&'a Decision>,
     /// The customer's message that started it, if one did.

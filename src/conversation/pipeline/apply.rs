@@ -6,6 +6,8 @@
 //! supervisors, timeouts, presence) and [`Pipeline::try_assign_queued`]
 //! (queue drains).
 
+use std::collections::HashSet;
+
 use chrono::Utc;
 
 use super::{Pipeline, PipelineError};
@@ -21,8 +23,8 @@ use crate::store::entities::{conversations, messages};
 enum Persisted {
     /// A routine step: nothing recorded.
     Routine,
-    /// Recorded; this event announces it.
-    Recorded(Event),
+    /// Recorded with this id; the event announces it.
+    Recorded(Event, i64),
     /// The conversation changed under us: nothing applied.
     Conflict,
 }
@@ -30,6 +32,9 @@ enum Persisted {
 /// The most steps one trigger takes: the trigger, routing's decision, and
 /// one more for a decision that routes again.
 const MAX_STEPS: usize = 3;
+
+/// How long a state change may wait for its group commit.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Pipeline {
     /// Applies `trigger` to a conversation on behalf of `actor` (an agent's
@@ -41,13 +46,37 @@ impl Pipeline {
         trigger: Trigger,
         actor: &str,
     ) -> Result<ConversationState, PipelineError> {
+        self.trigger_with_note(conversation, trigger, actor, None)
+            .await
+    }
+
+    /// [`Pipeline::trigger`] with the actor's note (a transfer's "why")
+    /// written into the transition record's reason.
+    pub async fn trigger_with_note(
+        &self,
+        conversation: ConversationId,
+        trigger: Trigger,
+        actor: &str,
+        note: Option<&str>,
+    ) -> Result<ConversationState, PipelineError> {
         let conv = self.store.conversation(conversation).await?;
         let from = parse_state(&conv)?;
         if let Err(e) = transition(&from, &trigger) {
             return Err(PipelineError::Invalid(e.to_string()));
         }
-        self.apply(&conv, CustomerId(conv.customer_id), trigger, actor, None)
-            .await
+        self.run_steps(
+            &conv,
+            CustomerId(conv.customer_id),
+            trigger,
+            Steps {
+                actor,
+                explanation: note.map(Why::note),
+                decision: None,
+                reserved: None,
+                message: None,
+            },
+        )
+        .await
     }
 
     /// A queue drain's attempt: if the conversation still waits and routing
@@ -56,6 +85,17 @@ impl Pipeline {
     pub async fn try_assign_queued(
         &self,
         conversation: ConversationId,
+    ) -> Result<Option<AgentId>, PipelineError> {
+        self.try_assign_queued_holding(conversation, &HashSet::new())
+            .await
+    }
+
+    /// [`Pipeline::try_assign_queued`], passing over the `held` agents (a
+    /// drain's agents who took their batch already).
+    pub async fn try_assign_queued_holding(
+        &self,
+        conversation: ConversationId,
+        held: &HashSet<AgentId>,
     ) -> Result<Option<AgentId>, PipelineError> {
         let conv = self.store.conversation(conversation).await?;
         if parse_state(&conv)? != ConversationState::Queued {
@@ -66,12 +106,12 @@ impl Pipeline {
             Some(g) => Scope::Group(GroupId(g)),
             None => Scope::Customer,
         };
-        let (decision, why) = self.route(customer, scope, None).await?;
+        let (decision, why) = self.route_holding(customer, scope, None, held).await?;
         let Decision::Assign { agent, .. } = decision else {
             return Ok(None);
         };
-        let state = self
-            .run_steps(
+        let (state, applied) = self
+            .run_steps_applied(
                 &conv,
                 customer,
                 Trigger::Assigned { agent },
@@ -84,7 +124,8 @@ impl Pipeline {
                 },
             )
             .await?;
-        Ok((state == ConversationState::Assigned(agent)).then_some(agent))
+        // Another instance may have given it to the same agent first.
+        Ok((applied && state == ConversationState::Assigned(agent)).then_some(agent))
     }
 
     /// Applies `trigger` and the effects that follow; returns the state
@@ -116,9 +157,21 @@ impl Pipeline {
         &self,
         conv: &conversations::Model,
         customer: CustomerId,
+        trigger: Trigger,
+        s: Steps<'_>,
+    ) -> Result<ConversationState, PipelineError> {
+        Ok(self.run_steps_applied(conv, customer, trigger, s).await?.0)
+    }
+
+    /// [`Pipeline::run_steps`], also saying whether this call applied its
+    /// steps (`false` when another worker changed the conversation first).
+    async fn run_steps_applied(
+        &self,
+        conv: &conversations::Model,
+        customer: CustomerId,
         mut trigger: Trigger,
         mut s: Steps<'_>,
-    ) -> Result<ConversationState, PipelineError> {
+    ) -> Result<(ConversationState, bool), PipelineError> {
         let conversation = ConversationId(conv.id);
         let mut conv = conv.clone();
         let mut from = parse_state(&conv)?;
@@ -130,9 +183,10 @@ impl Pipeline {
                     if let Some(r) = s.reserved.take() {
                         self.router.unreserve(r);
                     }
-                    return Ok(from);
+                    return Ok((from, true));
                 }
             };
+            let mut transition_id = None;
             let announce = match self
                 .persist(
                     conversation,
@@ -145,7 +199,10 @@ impl Pipeline {
                 .await
             {
                 Ok(Persisted::Routine) => None,
-                Ok(Persisted::Recorded(event)) => Some(event),
+                Ok(Persisted::Recorded(event, id)) => {
+                    transition_id = Some(id);
+                    Some(event)
+                }
                 Ok(Persisted::Conflict) => {
                     // Another worker changed the conversation first: theirs stands.
                     if let Some(r) = s.reserved.take() {
@@ -153,7 +210,7 @@ impl Pipeline {
                     }
                     let now = self.store.conversation(conversation).await?;
                     self.remember(&now).await;
-                    return parse_state(&now);
+                    return Ok((parse_state(&now)?, false));
                 }
                 Err(e) => {
                     if let Some(r) = s.reserved.take() {
@@ -181,6 +238,7 @@ impl Pipeline {
                 customer,
                 from: previous,
                 transition: &t,
+                transition_id,
                 decision: s.decision.as_ref(),
                 message: s.message,
                 actor: s.actor,
@@ -198,7 +256,7 @@ impl Pipeline {
                 self.bus.publish(event);
             }
             let Some((scope, exclude)) = route else {
-                return Ok(from);
+                return Ok((from, true));
             };
             let (decision, why) = self.route(customer, scope, exclude).await?;
             trigger = match &decision {
@@ -216,7 +274,7 @@ impl Pipeline {
         if let Some(r) = s.reserved.take() {
             self.router.unreserve(r);
         }
-        Ok(from)
+        Ok((from, true))
     }
 
     /// Runs the routing policy on the in-memory router (reserving the chosen
@@ -226,16 +284,27 @@ impl Pipeline {
         customer: CustomerId,
         scope: Scope,
         exclude: Option<AgentId>,
-    ) -> Result<(Decision, String), PipelineError> {
+    ) -> Result<(Decision, Why), PipelineError> {
+        self.route_holding(customer, scope, exclude, &HashSet::new())
+            .await
+    }
+
+    async fn route_holding(
+        &self,
+        customer: CustomerId,
+        scope: Scope,
+        exclude: Option<AgentId>,
+        held: &HashSet<AgentId>,
+    ) -> Result<(Decision, Why), PipelineError> {
         let row = self.store.customer(customer).await?;
         let who = routing::Customer {
             dedicated_agent: row.dedicated_agent_id.map(AgentId),
             group: row.city_group_id.map(GroupId),
             region: row.region,
         };
-        let outcome = self
-            .router
-            .decide(&who, scope, exclude, Utc::now(), rand::random());
+        let outcome =
+            self.router
+                .decide_holding(&who, scope, exclude, held, Utc::now(), rand::random());
         if let Some(r) = outcome.rebind
             && self.store.rebind(customer, r.from, r.to).await?
         {
@@ -243,7 +312,10 @@ impl Pipeline {
             tracing::info!(customer = %customer, from = %r.from, to = %r.to, "customer rebound");
         }
         let d = outcome.decision;
-        let why = format!("{} / {}", d.explain_zh(), d.explain_en());
+        let why = Why {
+            zh: d.explain_zh(),
+            en: d.explain_en(),
+        };
         Ok((d, why))
     }
 
@@ -256,13 +328,13 @@ impl Pipeline {
         from: &ConversationState,
         t: &Transition,
         actor: &str,
-        explanation: Option<String>,
+        explanation: Option<Why>,
     ) -> Result<Persisted, PipelineError> {
         if !t.worth_recording(from) {
             return Ok(Persisted::Routine);
         }
         let reason = match explanation {
-            Some(why) => format!("{}：{} / {}: {}", t.reason.zh(), why, t.reason, why),
+            Some(why) => format!("{}：{} / {}: {}", t.reason.zh(), why.zh, t.reason, why.en),
             None => format!("{} / {}", t.reason.zh(), t.reason),
         };
         let change = StateChange {
@@ -273,26 +345,48 @@ impl Pipeline {
             actor: actor.to_owned(),
             at: Utc::now(),
         };
-        if t.next == *from {
-            self.store.record_transition(&change).await?;
-        } else if !self.store.apply_state_change(&change).await? {
+        // Through the group-commit writer when there is one: concurrent
+        // conversations share a commit.
+        let id = match &self.ingest {
+            Some(ingest) => ingest.change_state(change.clone(), WRITE_TIMEOUT).await?,
+            None => self.store.apply_state_change(&change).await?,
+        };
+        let Some(id) = id else {
             return Ok(Persisted::Conflict);
-        }
-        Ok(Persisted::Recorded(Event::ConversationChanged {
+        };
+        let event = Event::ConversationChanged {
             conversation,
             customer,
             state: change.to.state,
             agent: change.to.agent,
             previous_agent: change.from.agent,
             reason,
-        }))
+        };
+        Ok(Persisted::Recorded(event, id))
+    }
+}
+
+/// The explanation a transition record carries: routing's decision in both
+/// languages, or an actor's note (as written).
+#[derive(Debug, Clone)]
+pub(crate) struct Why {
+    zh: String,
+    en: String,
+}
+
+impl Why {
+    fn note(note: &str) -> Self {
+        Self {
+            zh: note.to_owned(),
+            en: note.to_owned(),
+        }
     }
 }
 
 /// What carries from one step to the next.
 struct Steps<'a> {
     actor: &'a str,
-    explanation: Option<String>,
+    explanation: Option<Why>,
     decision: Option<Decision>,
     /// The agent whose slot routing reserved for the next step.
     reserved: Option<AgentId>,
