@@ -19,7 +19,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::bus::{Bus, Event};
 use crate::store::Store;
-use crate::store::conversations::{MessageLink, StateChange};
+use crate::store::conversations::{MessageLink, OpenRequest, Opened, StateChange};
 use crate::store::messages::{Committed, Inserted, NewInbound};
 use crate::store::outbox::{Enqueued, NewOutbound};
 use crate::workers::{Shutdown, Workers};
@@ -47,6 +47,7 @@ enum Job {
     Outbound(Box<NewOutbound>, Reply<Enqueued>),
     Link(MessageLink, Reply<bool>),
     State(Box<StateChange>, Reply<Option<i64>>),
+    Open(Box<OpenRequest>, Reply<Opened>),
 }
 
 /// The handle request handlers use.
@@ -123,6 +124,15 @@ impl Ingestor {
         await_commit(wait, timeout).await
     }
 
+    /// Finds or creates a channel identity's customer and finds or opens
+    /// their conversation (see `store::conversations::open_in`), committed
+    /// with the next batch.
+    pub async fn open(&self, req: OpenRequest, timeout: Duration) -> Result<Opened, IngestError> {
+        let (done, wait) = oneshot::channel();
+        self.submit(Job::Open(Box::new(req), done))?;
+        await_commit(wait, timeout).await
+    }
+
     fn submit(&self, job: Job) -> Result<(), IngestError> {
         self.tx.try_send(job).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => IngestError::Overloaded,
@@ -183,6 +193,8 @@ impl Writer {
         let mut links_done = Vec::new();
         let mut changes = Vec::new();
         let mut changes_done = Vec::new();
+        let mut opens = Vec::new();
+        let mut opens_done = Vec::new();
         for job in jobs.drain(..) {
             match job {
                 Job::Inbound(m, d) => {
@@ -201,11 +213,15 @@ impl Writer {
                     changes.push(*c);
                     changes_done.push(d);
                 }
+                Job::Open(r, d) => {
+                    opens.push(*r);
+                    opens_done.push(d);
+                }
             }
         }
         match self
             .store
-            .commit_batch(&inbound, &outbound, &links, &changes, Utc::now())
+            .commit_batch(&inbound, &outbound, &links, &changes, &opens, Utc::now())
             .await
         {
             Ok(Committed {
@@ -213,6 +229,7 @@ impl Writer {
                 enqueued,
                 linked,
                 changed,
+                opened,
             }) => {
                 for ((msg, done), r) in inbound.into_iter().zip(inbound_done).zip(inserted) {
                     if let Inserted::New(id) = r {
@@ -236,6 +253,9 @@ impl Writer {
                 for (done, r) in changes_done.into_iter().zip(changed) {
                     let _ = done.send(Ok(r));
                 }
+                for (done, r) in opens_done.into_iter().zip(opened) {
+                    let _ = done.send(Ok(r));
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, inbound = inbound.len(), outbound = outbound.len(),
@@ -251,6 +271,9 @@ impl Writer {
                     let _ = done.send(Err(IngestError::Store(reason.clone())));
                 }
                 for done in changes_done {
+                    let _ = done.send(Err(IngestError::Store(reason.clone())));
+                }
+                for done in opens_done {
                     let _ = done.send(Err(IngestError::Store(reason.clone())));
                 }
             }

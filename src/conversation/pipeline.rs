@@ -43,7 +43,7 @@ use crate::conversation::outbox::Outbox;
 use crate::conversation::state::{ConversationState, HandoffKeywords, HandoffVia, Trigger};
 use crate::ids::{AccountId, AgentId, ConversationId, CustomerId, MessageId};
 use crate::routing::Router;
-use crate::store::conversations::MessageLink;
+use crate::store::conversations::{MessageLink, OpenRequest};
 use crate::store::entities::{conversations, messages};
 use crate::store::followers::IdentityKind;
 use crate::store::messages::{Channel, Direction};
@@ -349,12 +349,17 @@ impl Pipeline {
         let rows = self.store.messages_by_ids(ids).await?;
         let mut prepared = Vec::with_capacity(rows.len());
         let mut out = Vec::with_capacity(rows.len());
+        let mut fresh = Vec::with_capacity(rows.len());
         for msg in rows {
             if msg.conversation_id.is_some() {
                 out.push(Handled::AlreadyHandled);
-                continue;
+            } else {
+                fresh.push(msg);
             }
-            match self.prepare(msg).await {
+        }
+        // At once: newcomers' customers and conversations share a commit.
+        for p in futures_util::future::join_all(fresh.into_iter().map(|m| self.prepare(m))).await {
+            match p {
                 Ok(Some(p)) => prepared.push(p),
                 Ok(None) => out.push(Handled::Skipped),
                 Err(e) => tracing::warn!(error = %e, "pipeline could not prepare a message"),
@@ -415,8 +420,46 @@ impl Pipeline {
         let Ok(account) = AccountId::parse(&msg.account_id) else {
             return Ok(None);
         };
-        let customer = self.customer_of(kind, &account, &msg.sender).await?;
-        let (conversation, opened) = self.conversation_for(customer, &account, channel).await?;
+        let cached = self
+            .customers
+            .get(&(kind.as_str(), account.to_string(), msg.sender.clone()))
+            .await;
+        let (customer, (conversation, opened)) = match (cached, &self.ingest) {
+            // A newcomer (or a customer this instance has not seen): both
+            // found or made in the next group commit.
+            (None, Some(ingest)) => {
+                let got = ingest
+                    .open(
+                        OpenRequest {
+                            kind,
+                            account: account.clone(),
+                            value: msg.sender.clone(),
+                            channel,
+                            at: Utc::now(),
+                        },
+                        LINK_TIMEOUT,
+                    )
+                    .await?;
+                self.customers
+                    .insert(
+                        (kind.as_str(), account.to_string(), msg.sender.clone()),
+                        got.customer.0,
+                    )
+                    .await;
+                if got.conversation.state != crate::store::conversations::CLOSED_STATE {
+                    self.remember(&got.conversation).await;
+                }
+                let opened = got.created.then(|| "新会话 / new conversation".to_owned());
+                (got.customer, (got.conversation, opened))
+            }
+            _ => {
+                let customer = self.customer_of(kind, &account, &msg.sender).await?;
+                (
+                    customer,
+                    self.conversation_for(customer, &account, channel).await?,
+                )
+            }
+        };
         Ok(Some(Prepared {
             msg,
             customer,

@@ -757,3 +757,156 @@ pub(crate) async fn write_state_change_in(
     txn.commit().await?;
     Ok(Some(id))
 }
+
+/// A customer's message whose customer and conversation the pipeline could
+/// not find in its caches.
+#[derive(Debug, Clone)]
+pub struct OpenRequest {
+    pub kind: super::followers::IdentityKind,
+    pub account: AccountId,
+    /// The channel identity (openid, external_userid).
+    pub value: String,
+    pub channel: Channel,
+    pub at: DateTime<Utc>,
+}
+
+/// What [`open_in`] found or made.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    pub customer: CustomerId,
+    /// The customer's open conversation on the account, else their last
+    /// closed one (to reopen), else a new one.
+    pub conversation: conversations::Model,
+    /// The conversation was opened here.
+    pub created: bool,
+}
+
+/// Finds or creates the customer of a channel identity and finds or opens
+/// their conversation, inside a caller's transaction (the group-commit
+/// writer batches them: a burst of new customers costs one commit, not two
+/// per customer). Creations run under savepoints: a concurrent creation
+/// elsewhere (a unique index) is taken as found.
+pub(crate) async fn open_in(
+    txn: &sea_orm::DatabaseTransaction,
+    r: &OpenRequest,
+) -> Result<Opened, StoreError> {
+    use super::entities::customer_identities as ids;
+    let find_identity = || {
+        ids::Entity::find()
+            .filter(ids::Column::Kind.eq(r.kind.as_str()))
+            .filter(ids::Column::AccountId.eq(r.account.as_str()))
+            .filter(ids::Column::Value.eq(r.value.as_str()))
+            .one(txn)
+    };
+    let customer = match find_identity().await? {
+        Some(found) => found.customer_id,
+        None => {
+            let sp = txn.begin().await?;
+            let customer = customers::ActiveModel {
+                created_at: Set(r.at),
+                updated_at: Set(r.at),
+                ..Default::default()
+            }
+            .insert(&sp)
+            .await?;
+            let created = ids::ActiveModel {
+                customer_id: Set(customer.id),
+                kind: Set(r.kind.as_str().into()),
+                account_id: Set(r.account.to_string()),
+                value: Set(r.value.clone()),
+                created_at: Set(r.at),
+                updated_at: Set(r.at),
+                ..Default::default()
+            }
+            .insert(&sp)
+            .await;
+            match created {
+                Ok(_) => {
+                    sp.commit().await?;
+                    customer.id
+                }
+                Err(e) => {
+                    let _ = sp.rollback().await;
+                    match StoreError::from_insert(e) {
+                        StoreError::Duplicate => {
+                            find_identity()
+                                .await?
+                                .ok_or(StoreError::NotFound)?
+                                .customer_id
+                        }
+                        other => return Err(other),
+                    }
+                }
+            }
+        }
+    };
+    let find_open = || {
+        conversations::Entity::find()
+            .filter(conversations::Column::CustomerId.eq(customer))
+            .filter(conversations::Column::AccountId.eq(r.account.as_str()))
+            .filter(conversations::Column::State.ne(CLOSED_STATE))
+            .one(txn)
+    };
+    let found = |conversation| Opened {
+        customer: CustomerId(customer),
+        conversation,
+        created: false,
+    };
+    if let Some(c) = find_open().await? {
+        return Ok(found(c));
+    }
+    if let Some(c) = conversations::Entity::find()
+        .filter(conversations::Column::CustomerId.eq(customer))
+        .filter(conversations::Column::AccountId.eq(r.account.as_str()))
+        .filter(conversations::Column::State.eq(CLOSED_STATE))
+        .order_by_desc(conversations::Column::Id)
+        .one(txn)
+        .await?
+    {
+        return Ok(found(c));
+    }
+    let sp = txn.begin().await?;
+    let created = conversations::ActiveModel {
+        customer_id: Set(customer),
+        account_id: Set(r.account.to_string()),
+        channel: Set(r.channel.as_str().to_owned()),
+        state: Set(OPENED_STATE.to_owned()),
+        agent_id: Set(None),
+        opened_at: Set(r.at),
+        closed_at: Set(None),
+        last_message_at: Set(r.at),
+        created_at: Set(r.at),
+        updated_at: Set(r.at),
+        ..Default::default()
+    }
+    .insert(&sp)
+    .await;
+    match created {
+        Ok(row) => {
+            record_in(
+                &sp,
+                row.id,
+                None,
+                OPENED_STATE,
+                None,
+                "新会话 / new conversation",
+                "customer",
+                r.at,
+            )
+            .await?;
+            sp.commit().await?;
+            Ok(Opened {
+                customer: CustomerId(customer),
+                conversation: row,
+                created: true,
+            })
+        }
+        Err(e) => {
+            let _ = sp.rollback().await;
+            match StoreError::from_insert(e) {
+                StoreError::Duplicate => Ok(found(find_open().await?.ok_or(StoreError::NotFound)?)),
+                other => Err(other),
+            }
+        }
+    }
+}

@@ -96,6 +96,7 @@ impl Store {
         outbound: &[super::outbox::NewOutbound],
         links: &[super::conversations::MessageLink],
         changes: &[super::conversations::StateChange],
+        opens: &[super::conversations::OpenRequest],
         now: DateTime<Utc>,
     ) -> Result<Committed, StoreError> {
         let txn = self.writer().begin().await?;
@@ -107,6 +108,10 @@ impl Store {
         let mut enqueued = Vec::with_capacity(outbound.len());
         for m in outbound {
             enqueued.push(super::outbox::enqueue_outbound_in(&txn, m, now).await?);
+        }
+        let mut opened = Vec::with_capacity(opens.len());
+        for r in opens {
+            opened.push(super::conversations::open_in(&txn, r).await?);
         }
         let mut linked = Vec::with_capacity(links.len());
         for l in links {
@@ -122,6 +127,7 @@ impl Store {
             enqueued,
             linked,
             changed,
+            opened,
         })
     }
 
@@ -171,6 +177,7 @@ pub struct Committed {
     pub linked: Vec<bool>,
     /// Each state change's transition id, `None` when it lost its check.
     pub changed: Vec<Option<i64>>,
+    pub opened: Vec<super::conversations::Opened>,
 }
 
 /// Rows per INSERT statement. A batch is cut greedily into chunks of these
