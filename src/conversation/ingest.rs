@@ -19,8 +19,9 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::bus::{Bus, Event};
 use crate::store::Store;
+use crate::store::StoreError;
 use crate::store::conversations::{MessageLink, OpenRequest, Opened, StateChange};
-use crate::store::messages::{Committed, Inserted, NewInbound};
+use crate::store::messages::{Committed, Deliver, Inserted, NewInbound, Work};
 use crate::store::outbox::{Enqueued, NewOutbound};
 use crate::workers::{Shutdown, Workers};
 
@@ -38,6 +39,10 @@ pub enum IngestError {
     Overloaded,
     #[error("Kefu is shutting down")]
     ShuttingDown,
+    /// A work of [`Ingestor::in_commit`] failed (undone alone; the rest of
+    /// the batch committed).
+    #[error(transparent)]
+    Work(StoreError),
 }
 
 type Reply<T> = oneshot::Sender<Result<T, IngestError>>;
@@ -48,12 +53,17 @@ enum Job {
     Link(MessageLink, Reply<bool>),
     State(Box<StateChange>, Reply<Option<i64>>),
     Open(Box<OpenRequest>, Reply<Opened>),
+    Work(Work, Reply<()>),
 }
 
 /// The handle request handlers use.
 #[derive(Clone)]
 pub struct Ingestor {
+    /// Requests waiting on an answer: callbacks, accepted replies.
     tx: mpsc::Sender<Job>,
+    /// The pipeline's writes (links, state changes, newcomers): they yield
+    /// to the hot path under load.
+    background: mpsc::Sender<Job>,
 }
 
 impl Ingestor {
@@ -67,14 +77,15 @@ impl Ingestor {
         workers: &mut Workers,
     ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
+        let (background, bg_rx) = mpsc::channel(QUEUE);
         let writer = Writer {
             store,
             bus,
             outbound_ready,
             max_batch: max_batch.max(1),
         };
-        workers.spawn("ingest", move |shutdown| writer.run(rx, shutdown));
-        Self { tx }
+        workers.spawn("ingest", move |shutdown| writer.run(rx, bg_rx, shutdown));
+        Self { tx, background }
     }
 
     /// Stores an inbound message, waiting at most `timeout` for the commit.
@@ -133,8 +144,41 @@ impl Ingestor {
         await_commit(wait, timeout).await
     }
 
+    /// Runs `f` inside the next group commit's transaction (under a
+    /// savepoint) and returns its value once the commit is durable: a write
+    /// of the pipeline's effects (a ticket, a queue place) without a commit
+    /// of its own.
+    pub async fn in_commit<T, F>(&self, f: F, timeout: Duration) -> Result<T, IngestError>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(
+                &'t sea_orm::DatabaseTransaction,
+            )
+                -> futures_util::future::BoxFuture<'t, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        let (value_tx, value_rx) = oneshot::channel();
+        let work: Work = Box::new(move |txn| {
+            Box::pin(async move {
+                let value = f(txn).await?;
+                Ok(Box::new(move || {
+                    let _ = value_tx.send(value);
+                }) as Deliver)
+            })
+        });
+        let (done, wait) = oneshot::channel();
+        self.submit(Job::Work(work, done))?;
+        await_commit(wait, timeout).await?;
+        value_rx.await.map_err(|_| IngestError::ShuttingDown)
+    }
+
     fn submit(&self, job: Job) -> Result<(), IngestError> {
-        self.tx.try_send(job).map_err(|e| match e {
+        let queue = match job {
+            Job::Inbound(..) | Job::Outbound(..) => &self.tx,
+            Job::Link(..) | Job::State(..) | Job::Open(..) | Job::Work(..) => &self.background,
+        };
+        queue.try_send(job).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => IngestError::Overloaded,
             mpsc::error::TrySendError::Closed(_) => IngestError::ShuttingDown,
         })
@@ -153,6 +197,19 @@ async fn await_commit<T>(
     }
 }
 
+/// Pipeline writes added to a commit of waiting requests.
+const BACKGROUND_WHEN_BUSY: usize = 16;
+
+/// Moves up to `limit` jobs that are ready now from `rx` to `jobs`.
+fn take_ready(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, limit: usize) {
+    for _ in 0..limit {
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => return,
+        }
+    }
+}
+
 struct Writer {
     store: Store,
     bus: Bus,
@@ -161,8 +218,14 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(self, mut rx: mpsc::Receiver<Job>, mut shutdown: Shutdown) {
+    async fn run(
+        self,
+        mut rx: mpsc::Receiver<Job>,
+        mut bg: mpsc::Receiver<Job>,
+        mut shutdown: Shutdown,
+    ) {
         let mut jobs: Vec<Job> = Vec::with_capacity(self.max_batch);
+        let mut background: Vec<Job> = Vec::with_capacity(self.max_batch);
         loop {
             tokio::select! {
                 biased;
@@ -170,12 +233,26 @@ impl Writer {
                     if n == 0 {
                         return;
                     }
+                    // Requests are waiting: the pipeline's writes take only
+                    // a small share of the commit, so a flood of callbacks
+                    // is answered first and the pipeline catches up after.
+                    take_ready(&mut bg, &mut jobs, BACKGROUND_WHEN_BUSY);
                     self.commit(&mut jobs).await;
+                }
+                n = bg.recv_many(&mut background, self.max_batch) => {
+                    if n == 0 {
+                        return;
+                    }
+                    self.commit(&mut background).await;
                 }
                 _ = shutdown.wait() => {
                     // Finish what was accepted before the server stopped.
                     rx.close();
+                    bg.close();
                     while rx.recv_many(&mut jobs, self.max_batch).await > 0 {
+                        self.commit(&mut jobs).await;
+                    }
+                    while bg.recv_many(&mut jobs, self.max_batch).await > 0 {
                         self.commit(&mut jobs).await;
                     }
                     return;
@@ -195,6 +272,8 @@ impl Writer {
         let mut changes_done = Vec::new();
         let mut opens = Vec::new();
         let mut opens_done = Vec::new();
+        let mut works = Vec::new();
+        let mut works_done = Vec::new();
         for job in jobs.drain(..) {
             match job {
                 Job::Inbound(m, d) => {
@@ -217,11 +296,23 @@ impl Writer {
                     opens.push(*r);
                     opens_done.push(d);
                 }
+                Job::Work(w, d) => {
+                    works.push(w);
+                    works_done.push(d);
+                }
             }
         }
         match self
             .store
-            .commit_batch(&inbound, &outbound, &links, &changes, &opens, Utc::now())
+            .commit_batch(
+                &inbound,
+                &outbound,
+                &links,
+                &changes,
+                &opens,
+                works,
+                Utc::now(),
+            )
             .await
         {
             Ok(Committed {
@@ -230,6 +321,7 @@ impl Writer {
                 linked,
                 changed,
                 opened,
+                worked,
             }) => {
                 for ((msg, done), r) in inbound.into_iter().zip(inbound_done).zip(inserted) {
                     if let Inserted::New(id) = r {
@@ -256,6 +348,15 @@ impl Writer {
                 for (done, r) in opens_done.into_iter().zip(opened) {
                     let _ = done.send(Ok(r));
                 }
+                for (done, r) in works_done.into_iter().zip(worked) {
+                    let _ = done.send(match r {
+                        Ok(deliver) => {
+                            deliver();
+                            Ok(())
+                        }
+                        Err(e) => Err(IngestError::Work(e)),
+                    });
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, inbound = inbound.len(), outbound = outbound.len(),
@@ -274,6 +375,9 @@ impl Writer {
                     let _ = done.send(Err(IngestError::Store(reason.clone())));
                 }
                 for done in opens_done {
+                    let _ = done.send(Err(IngestError::Store(reason.clone())));
+                }
+                for done in works_done {
                     let _ = done.send(Err(IngestError::Store(reason.clone())));
                 }
             }

@@ -90,6 +90,9 @@ impl Store {
     }
 
     /// Inbound and outbound messages committed together (group commit).
+    // One slice per kind of job keeps each kind's rows together for the
+    // chunked statements; a struct would only rename the same list.
+    #[allow(clippy::too_many_arguments)]
     pub async fn commit_batch(
         &self,
         inbound: &[NewInbound],
@@ -97,6 +100,7 @@ impl Store {
         links: &[super::conversations::MessageLink],
         changes: &[super::conversations::StateChange],
         opens: &[super::conversations::OpenRequest],
+        works: Vec<Work>,
         now: DateTime<Utc>,
     ) -> Result<Committed, StoreError> {
         let txn = self.writer().begin().await?;
@@ -121,6 +125,21 @@ impl Store {
         for c in changes {
             changed.push(super::conversations::write_state_change_in(&txn, c).await?);
         }
+        let mut worked = Vec::with_capacity(works.len());
+        for work in works {
+            // Each under a savepoint: one that fails is undone alone.
+            let sp = txn.begin().await?;
+            match work(&sp).await {
+                Ok(deliver) => {
+                    sp.commit().await?;
+                    worked.push(Ok(deliver));
+                }
+                Err(e) => {
+                    sp.rollback().await?;
+                    worked.push(Err(e));
+                }
+            }
+        }
         txn.commit().await?;
         Ok(Committed {
             inserted,
@@ -128,6 +147,7 @@ impl Store {
             linked,
             changed,
             opened,
+            worked,
         })
     }
 
@@ -169,7 +189,7 @@ impl Store {
 }
 
 /// What one group commit stored, in the order of its inputs.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Committed {
     pub inserted: Vec<Inserted>,
     pub enqueued: Vec<super::outbox::Enqueued>,
@@ -178,7 +198,21 @@ pub struct Committed {
     /// Each state change's transition id, `None` when it lost its check.
     pub changed: Vec<Option<i64>>,
     pub opened: Vec<super::conversations::Opened>,
+    /// Each work's result: what to deliver once the commit is durable.
+    pub worked: Vec<Result<Deliver, StoreError>>,
 }
+
+/// Hands a work's result to its caller (called only after the commit).
+pub type Deliver = Box<dyn FnOnce() + Send>;
+
+/// Writes done inside a group commit's transaction (under a savepoint), for
+/// writes that would otherwise cost a commit of their own.
+pub type Work = Box<
+    dyn for<'t> FnOnce(
+            &'t DatabaseTransaction,
+        ) -> futures_util::future::BoxFuture<'t, Result<Deliver, StoreError>>
+        + Send,
+>;
 
 /// Rows per INSERT statement. A batch is cut greedily into chunks of these
 /// sizes, so only a handful of distinct statements exist and each stays in

@@ -106,56 +106,16 @@ impl Store {
         t: &NewTicket<'_>,
     ) -> Result<(tickets::Model, bool), StoreError> {
         let txn = self.writer().begin().await?;
-        let existing = tickets::Entity::find()
-            .filter(tickets::Column::CustomerId.eq(t.customer.0))
-            .filter(tickets::Column::AccountId.eq(t.account.as_str()))
-            .filter(tickets::Column::Status.ne(status::RESOLVED))
-            .one(&txn)
-            .await?;
-        if let Some(found) = existing {
-            event_in(&txn, found.id, t.actor, kind::MESSAGE, t.summary, t.at).await?;
-            let mut update = tickets::Entity::update_many()
-                .col_expr(tickets::Column::UpdatedAt, Expr::value(t.at))
-                .filter(tickets::Column::Id.eq(found.id));
-            if found.status == status::PENDING {
-                // The customer asked again: someone should look again.
-                update = update.col_expr(tickets::Column::Status, Expr::value(status::OPEN));
-                let note = format!("{} → {}", status::PENDING, status::OPEN);
-                event_in(&txn, found.id, t.actor, kind::STATUS, &note, t.at).await?;
+        match open_ticket_in(&txn, t).await {
+            Ok(done) => {
+                txn.commit().await?;
+                Ok(done)
             }
-            update.exec(&txn).await?;
-            let row = tickets::Entity::find_by_id(found.id)
-                .one(&txn)
-                .await?
-                .ok_or(StoreError::NotFound)?;
-            txn.commit().await?;
-            return Ok((row, false));
-        }
-        let created = tickets::ActiveModel {
-            customer_id: Set(t.customer.0),
-            conversation_id: Set(Some(t.conversation.0)),
-            account_id: Set(t.account.to_string()),
-            status: Set(status::OPEN.to_owned()),
-            assignee_agent_id: Set(t.assignee.map(|a| a.0)),
-            group_id: Set(t.group.map(|g| g.0)),
-            summary: Set(t.summary.to_owned()),
-            created_at: Set(t.at),
-            updated_at: Set(t.at),
-            resolved_at: Set(None),
-            ..Default::default()
-        }
-        .insert(&txn)
-        .await;
-        let row = match created {
-            Ok(row) => row,
             Err(e) => {
                 let _ = txn.rollback().await;
-                return Err(StoreError::from_insert(e));
+                Err(e)
             }
-        };
-        event_in(&txn, row.id, t.actor, kind::OPENED, t.summary, t.at).await?;
-        txn.commit().await?;
-        Ok((row, true))
+        }
     }
 
     /// One ticket by id.
@@ -296,4 +256,57 @@ async fn event_in(
     .insert(txn)
     .await?;
     Ok(())
+}
+
+/// [`Store::open_ticket`]'s work inside a caller's transaction (the group
+/// commit runs it under a savepoint).
+pub(crate) async fn open_ticket_in(
+    txn: &sea_orm::DatabaseTransaction,
+    t: &NewTicket<'_>,
+) -> Result<(tickets::Model, bool), StoreError> {
+    let existing = tickets::Entity::find()
+        .filter(tickets::Column::CustomerId.eq(t.customer.0))
+        .filter(tickets::Column::AccountId.eq(t.account.as_str()))
+        .filter(tickets::Column::Status.ne(status::RESOLVED))
+        .one(txn)
+        .await?;
+    if let Some(found) = existing {
+        event_in(txn, found.id, t.actor, kind::MESSAGE, t.summary, t.at).await?;
+        let mut update = tickets::Entity::update_many()
+            .col_expr(tickets::Column::UpdatedAt, Expr::value(t.at))
+            .filter(tickets::Column::Id.eq(found.id));
+        if found.status == status::PENDING {
+            // The customer asked again: someone should look again.
+            update = update.col_expr(tickets::Column::Status, Expr::value(status::OPEN));
+            let note = format!("{} → {}", status::PENDING, status::OPEN);
+            event_in(txn, found.id, t.actor, kind::STATUS, &note, t.at).await?;
+        }
+        update.exec(txn).await?;
+        let row = tickets::Entity::find_by_id(found.id)
+            .one(txn)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        return Ok((row, false));
+    }
+    let created = tickets::ActiveModel {
+        customer_id: Set(t.customer.0),
+        conversation_id: Set(Some(t.conversation.0)),
+        account_id: Set(t.account.to_string()),
+        status: Set(status::OPEN.to_owned()),
+        assignee_agent_id: Set(t.assignee.map(|a| a.0)),
+        group_id: Set(t.group.map(|g| g.0)),
+        summary: Set(t.summary.to_owned()),
+        created_at: Set(t.at),
+        updated_at: Set(t.at),
+        resolved_at: Set(None),
+        ..Default::default()
+    }
+    .insert(txn)
+    .await;
+    let row = match created {
+        Ok(row) => row,
+        Err(e) => return Err(StoreError::from_insert(e)),
+    };
+    event_in(txn, row.id, t.actor, kind::OPENED, t.summary, t.at).await?;
+    Ok((row, true))
 }
