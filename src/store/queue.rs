@@ -86,20 +86,7 @@ impl Store {
         group: Option<GroupId>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        conversations::Entity::update_many()
-            .col_expr(
-                conversations::Column::QueueGroupId,
-                Expr::value(group.map(|g| g.0)),
-            )
-            .col_expr(
-                conversations::Column::QueuedAt,
-                Expr::col(conversations::Column::QueuedAt).if_null(now),
-            )
-            .filter(conversations::Column::Id.eq(conversation.0))
-            .filter(conversations::Column::State.eq(QUEUED_STATE))
-            .exec(self.writer())
-            .await?;
-        Ok(())
+        set_queue_group_on(self.writer(), conversation, group, now).await
     }
 
     /// Gives a place (the time they last changed) to conversations left in
@@ -273,4 +260,28 @@ impl Store {
             })
             .collect())
     }
+}
+
+/// [`Store::set_queue_group`] on a given connection or transaction (the
+/// group commit runs it inside its own).
+pub(crate) async fn set_queue_group_on<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    conversation: ConversationId,
+    group: Option<GroupId>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    conversations::Entity::update_many()
+        .col_expr(
+            conversations::Column::QueueGroupId,
+            Expr::value(group.map(|g| g.0)),
+        )
+        .col_expr(
+            conversations::Column::QueuedAt,
+            Expr::col(conversations::Column::QueuedAt).if_null(now),
+        )
+        .filter(conversations::Column::Id.eq(conversation.0))
+        .filter(conversations::Column::State.eq(QUEUED_STATE))
+        .exec(db)
+        .await?;
+    Ok(())
 }

@@ -18,6 +18,7 @@ use crate::conversation::state::{ConversationState, Reason, TransferTarget};
 use crate::ids::{AgentId, ConversationId, GroupId};
 use crate::routing::Decision;
 use crate::store::entities::conversations;
+use crate::store::queue::set_queue_group_on;
 
 /// Customers this close to the front are told each move.
 pub const TELL_WITHIN: u64 = 20;
@@ -39,16 +40,33 @@ pub async fn enqueue(ctx: &EffectCtx<'_>) -> Result<(), PipelineError> {
     let Some(Decision::Queue { group, .. }) = ctx.decision else {
         return Ok(());
     };
-    ctx.pipeline
-        .store()
-        .set_queue_group(
-            ConversationId(ctx.conversation.id),
-            *group,
-            chrono::Utc::now(),
-        )
-        .await?;
+    let (conversation, group, now) = (
+        ConversationId(ctx.conversation.id),
+        *group,
+        chrono::Utc::now(),
+    );
+    match &ctx.pipeline.ingest {
+        // In the group commit: no commit of its own on the hot path's writer.
+        Some(ingest) => {
+            ingest
+                .in_commit(
+                    move |txn| Box::pin(set_queue_group_on(txn, conversation, group, now)),
+                    WRITE_TIMEOUT,
+                )
+                .await?
+        }
+        None => {
+            ctx.pipeline
+                .store()
+                .set_queue_group(conversation, group, now)
+                .await?
+        }
+    }
     Ok(())
 }
+
+/// How long a queue place may wait for its group commit.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Takes the conversation out of its queue (the state change already did,
 /// unless it waits on: transferred to another group's queue, it moves there
