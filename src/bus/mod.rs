@@ -52,6 +52,10 @@ pub enum Event {
     ConversationChanged {
         conversation: ConversationId,
         customer: CustomerId,
+        /// The account the conversation is on (instances key their caches
+        /// by customer and account).
+        #[serde(default)]
+        account: String,
         /// `bot`, `queued`, `assigned` or `closed`.
         state: String,
         agent: Option<AgentId>,

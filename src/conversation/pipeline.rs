@@ -229,7 +229,6 @@ impl Pipeline {
                 match next {
                     Ok(env) => {
                         if env.origin == self.bus.origin() {
-                            self.observe(&env.event).await;
                             if let Event::MessageStored { message_id, .. } = env.event {
                                 batch.push(message_id);
                             }
@@ -260,11 +259,6 @@ impl Pipeline {
         }
     }
 
-    /// Keeps the caches right when this instance changed a conversation
-    /// outside the pipeline's own path (nothing to do today: every change
-    /// goes through [`Pipeline::trigger`] or the inbound path).
-    async fn observe(&self, _event: &Event) {}
-
     /// Another instance changed a conversation: forget our copy, and move
     /// the agents' load as it did. An agent's presence set there holds here
     /// too (that instance drains the queue towards them and re-routes their
@@ -273,30 +267,18 @@ impl Pipeline {
         match event {
             Event::ConversationChanged {
                 customer,
+                account,
                 agent,
                 previous_agent,
                 ..
             } => {
-                self.forget_customer(*customer).await;
+                self.open.invalidate(&(customer.0, account.clone())).await;
                 self.router.moved(*previous_agent, *agent, None);
             }
             Event::AgentPresence { agent, status } => {
                 self.router.set_status(*agent, *status);
             }
             _ => {}
-        }
-    }
-
-    /// Drops every cached open conversation of `customer`.
-    pub(crate) async fn forget_customer(&self, customer: CustomerId) {
-        let stale: Vec<_> = self
-            .open
-            .iter()
-            .filter(|(k, _)| k.0 == customer.0)
-            .map(|(k, _)| (*k).clone())
-            .collect();
-        for k in stale {
-            self.open.invalidate(&k).await;
         }
     }
 
@@ -652,6 +634,7 @@ impl Pipeline {
         self.bus.publish(Event::ConversationChanged {
             conversation: ConversationId(c.id),
             customer: CustomerId(c.customer_id),
+            account: c.account_id.clone(),
             state: c.state.clone(),
             agent: c.agent_id.map(AgentId),
             previous_agent: None,

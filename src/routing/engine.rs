@@ -54,7 +54,6 @@ enum Op {
     Status(AgentId, AgentStatus),
     Shifts(AgentId, Vec<ShiftSpan>),
     Region(String, GroupId),
-    Upsert(AgentSnapshot, bool),
 }
 
 #[derive(Default)]
@@ -103,23 +102,6 @@ impl Inner {
         }
     }
 
-    fn upsert(&mut self, mut agent: AgentSnapshot, keep_load: bool) {
-        match self.index.get(&agent.id).copied() {
-            Some(i) => {
-                if keep_load {
-                    agent.load = self.agents[i].load;
-                    agent.last_assigned_at = self.agents[i].last_assigned_at;
-                }
-                self.agents[i] = agent;
-            }
-            None => {
-                let i = self.agents.len();
-                self.index.insert(agent.id, i);
-                self.agents.push(agent);
-            }
-        }
-    }
-
     fn apply(&mut self, op: Op) {
         match op {
             Op::Load(id, delta) => self.add_load(id, delta),
@@ -132,7 +114,6 @@ impl Inner {
                 self.shifts.insert(id, spans);
             }
             Op::Region(region, group) => self.groups.map_region(&region, group),
-            Op::Upsert(agent, keep_load) => self.upsert(agent, keep_load),
         }
     }
 
@@ -394,14 +375,6 @@ impl Router {
         }
     }
 
-    /// Adds or replaces one agent (a new agent, a changed capacity or group).
-    /// Their load is kept when `keep_load`.
-    pub fn upsert(&self, agent: AgentSnapshot, keep_load: bool) {
-        let mut inner = self.lock();
-        inner.note(Op::Upsert(agent.clone(), keep_load));
-        inner.upsert(agent, keep_load);
-    }
-
     /// Replaces one agent's shifts.
     pub fn set_shifts(&self, agent: AgentId, spans: Vec<ShiftSpan>) {
         let mut inner = self.lock();
@@ -430,13 +403,6 @@ impl Router {
         let mut inner = self.lock();
         inner.refresh_shifts(now, self.require_shifts);
         inner.agents.clone()
-    }
-
-    /// Whether any agent can take a customer now (a drain is worth running).
-    pub fn anyone_available(&self, now: DateTime<Utc>) -> bool {
-        let mut inner = self.lock();
-        inner.refresh_shifts(now, self.require_shifts);
-        inner.agents.iter().any(AgentSnapshot::is_available)
     }
 
     /// Where an agent is available now, `held` agents left out (see
@@ -656,7 +622,7 @@ mod tests {
         let r = router(vec![agent(1, 1, 5)]);
         let now = Utc::now();
         assert!(r.set_status(AgentId(1), AgentStatus::Break));
-        assert!(!r.anyone_available(now));
+        assert!(!r.open_scopes(now, &HashSet::new()).any);
         assert!(matches!(
             r.decide(&in_group(), Scope::Customer, None, now, 1)
                 .decision,

@@ -1,61 +1,18 @@
 //! The conversation pipeline through the real callbacks: customers,
 //! conversations, the state machine, routing, the transition record.
 
-use std::time::Duration;
-
 use kefu::auth::Role;
-use kefu::bus::{Envelope, Event};
 use kefu::conversation::pipeline::{Handled, Pipeline};
 use kefu::conversation::state::{CloseReason, Trigger};
-use kefu::ids::{AccountId, AgentId, ConversationId, CustomerId, MessageId};
+use kefu::ids::{AccountId, AgentId, CustomerId, MessageId};
 use kefu::routing::AgentStatus;
 use kefu::store::followers::IdentityKind;
 use kefu::store::messages::{Channel, Direction, NewInbound};
 use serde_json::json;
-use tokio::sync::broadcast::Receiver;
 
+use crate::desk::changed;
 use crate::helpers::{TestApp, spawn_app};
 use crate::wechat_client::{Mode, event_xml, text_xml};
-
-/// A `ConversationChanged` as the tests read it.
-#[derive(Debug, Clone)]
-struct Changed {
-    conversation: ConversationId,
-    customer: CustomerId,
-    state: String,
-    agent: Option<AgentId>,
-    reason: String,
-}
-
-/// Waits for the first `ConversationChanged` matching `want`.
-async fn changed(rx: &mut Receiver<Envelope>, want: impl Fn(&Changed) -> bool) -> Changed {
-    loop {
-        let ev = tokio::time::timeout(Duration::from_secs(10), rx.recv())
-            .await
-            .expect("conversation changed in time")
-            .expect("bus open");
-        if let Event::ConversationChanged {
-            conversation,
-            customer,
-            state,
-            agent,
-            reason,
-            ..
-        } = ev.event
-        {
-            let c = Changed {
-                conversation,
-                customer,
-                state,
-                agent,
-                reason,
-            };
-            if want(&c) {
-                return c;
-            }
-        }
-    }
-}
 
 fn demo_oa() -> AccountId {
     AccountId::parse("demo-oa").unwrap()

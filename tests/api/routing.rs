@@ -20,57 +20,12 @@ use reqwest::header::COOKIE;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::Receiver;
 
+use crate::desk::{Changed, changed};
 use crate::helpers::{TestApp, spawn_app_with};
 use crate::login::browser::{AGENT_PW, Session, add_user, create_admin, sign_in};
 use crate::wechat_client::{Mode, event_xml, text_xml};
 
 const WAIT: Duration = Duration::from_secs(15);
-
-/// A `ConversationChanged` as the tests read it.
-#[derive(Debug, Clone)]
-struct Changed {
-    conversation: ConversationId,
-    customer: CustomerId,
-    state: String,
-    agent: Option<AgentId>,
-    reason: String,
-}
-
-async fn next_change(rx: &mut Receiver<Envelope>) -> Changed {
-    loop {
-        let ev = tokio::time::timeout(WAIT, rx.recv())
-            .await
-            .expect("conversation changed in time")
-            .expect("bus open");
-        if let Event::ConversationChanged {
-            conversation,
-            customer,
-            state,
-            agent,
-            reason,
-            ..
-        } = ev.event
-        {
-            return Changed {
-                conversation,
-                customer,
-                state,
-                agent,
-                reason,
-            };
-        }
-    }
-}
-
-/// Waits for the first change matching `want`.
-async fn changed(rx: &mut Receiver<Envelope>, want: impl Fn(&Changed) -> bool) -> Changed {
-    loop {
-        let c = next_change(rx).await;
-        if want(&c) {
-            return c;
-        }
-    }
-}
 
 /// Routing's outcome for a request: assigned, or waiting in a queue.
 fn settled(c: &Changed) -> bool {

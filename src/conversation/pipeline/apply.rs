@@ -188,14 +188,7 @@ impl Pipeline {
             };
             let mut transition_id = None;
             let announce = match self
-                .persist(
-                    conversation,
-                    customer,
-                    &from,
-                    &t,
-                    s.actor,
-                    s.explanation.take(),
-                )
+                .persist(&conv, &from, &t, s.actor, s.explanation.take())
                 .await
             {
                 Ok(Persisted::Routine) => None,
@@ -323,8 +316,7 @@ impl Pipeline {
     /// event to publish once its effects are carried out.
     async fn persist(
         &self,
-        conversation: ConversationId,
-        customer: CustomerId,
+        conv: &conversations::Model,
         from: &ConversationState,
         t: &Transition,
         actor: &str,
@@ -338,7 +330,7 @@ impl Pipeline {
             None => format!("{} / {}", t.reason.zh(), t.reason),
         };
         let change = StateChange {
-            conversation,
+            conversation: ConversationId(conv.id),
             from: stored(from),
             to: stored(&t.next),
             reason: reason.clone(),
@@ -355,8 +347,9 @@ impl Pipeline {
             return Ok(Persisted::Conflict);
         };
         let event = Event::ConversationChanged {
-            conversation,
-            customer,
+            conversation: change.conversation,
+            customer: CustomerId(conv.customer_id),
+            account: conv.account_id.clone(),
             state: change.to.state,
             agent: change.to.agent,
             previous_agent: change.from.agent,
