@@ -15,7 +15,7 @@ use crate::bus::Event;
 use crate::conversation::effects::{self, EffectCtx};
 use crate::conversation::state::{ConversationState, Effect, Transition, Trigger, transition};
 use crate::ids::{AgentId, ConversationId, CustomerId, GroupId};
-use crate::routing::{self, Decision, Scope};
+use crate::routing::{self, Decision, Router, Scope};
 use crate::store::conversations::{StateChange, StoredState};
 use crate::store::entities::{conversations, messages};
 
@@ -72,7 +72,7 @@ impl Pipeline {
                 actor,
                 explanation: note.map(Why::note),
                 decision: None,
-                reserved: None,
+                reserved: Slot::none(&self.router),
                 message: None,
             },
         )
@@ -119,7 +119,7 @@ impl Pipeline {
                     actor: "queue",
                     explanation: Some(why),
                     decision: Some(decision),
-                    reserved: Some(agent),
+                    reserved: Slot::held(&self.router, agent),
                     message: None,
                 },
             )
@@ -146,7 +146,7 @@ impl Pipeline {
                 actor,
                 explanation: None,
                 decision: None,
-                reserved: None,
+                reserved: Slot::none(&self.router),
                 message,
             },
         )
@@ -180,9 +180,7 @@ impl Pipeline {
                 Ok(t) => t,
                 Err(e) => {
                     tracing::info!(conversation = %conversation, error = %e, "stale trigger dropped");
-                    if let Some(r) = s.reserved.take() {
-                        self.router.unreserve(r);
-                    }
+                    s.reserved.release();
                     return Ok((from, true));
                 }
             };
@@ -198,17 +196,13 @@ impl Pipeline {
                 }
                 Ok(Persisted::Conflict) => {
                     // Another worker changed the conversation first: theirs stands.
-                    if let Some(r) = s.reserved.take() {
-                        self.router.unreserve(r);
-                    }
+                    s.reserved.release();
                     let now = self.store.conversation(conversation).await?;
                     self.remember(&now).await;
                     return Ok((parse_state(&now)?, false));
                 }
                 Err(e) => {
-                    if let Some(r) = s.reserved.take() {
-                        self.router.unreserve(r);
-                    }
+                    s.reserved.release();
                     return Err(e);
                 }
             };
@@ -254,7 +248,7 @@ impl Pipeline {
             let (decision, why) = self.route(customer, scope, exclude).await?;
             trigger = match &decision {
                 Decision::Assign { agent, .. } => {
-                    s.reserved = Some(*agent);
+                    s.reserved.hold(*agent);
                     Trigger::Assigned { agent: *agent }
                 }
                 Decision::Queue { .. } => Trigger::NoAgentAvailable,
@@ -264,9 +258,7 @@ impl Pipeline {
             s.actor = "routing";
             s.explanation = Some(why);
         }
-        if let Some(r) = s.reserved.take() {
-            self.router.unreserve(r);
-        }
+        s.reserved.release();
         Ok((from, true))
     }
 
@@ -298,12 +290,18 @@ impl Pipeline {
         let outcome =
             self.router
                 .decide_holding(&who, scope, exclude, held, Utc::now(), rand::random());
+        // The slot is the caller's once this returns; until then it is ours.
+        let mut slot = Slot::none(&self.router);
+        if let Decision::Assign { agent, .. } = &outcome.decision {
+            slot.hold(*agent);
+        }
         if let Some(r) = outcome.rebind
             && self.store.rebind(customer, r.from, r.to).await?
         {
             // Reported to the CRM by the CRM sync (issue 7).
             tracing::info!(customer = %customer, from = %r.from, to = %r.to, "customer rebound");
         }
+        slot.take();
         let d = outcome.decision;
         let why = Why {
             zh: d.explain_zh(),
@@ -382,8 +380,55 @@ struct Steps<'a> {
     explanation: Option<Why>,
     decision: Option<Decision>,
     /// The agent whose slot routing reserved for the next step.
-    reserved: Option<AgentId>,
+    reserved: Slot,
     message: Option<&'a messages::Model>,
+}
+
+/// A slot [`Router::decide`] reserved and not yet stored. Released when
+/// dropped: an error, a lost claim or a cancelled request (a client that
+/// hangs up drops its handler's future) never leaves an agent looking
+/// busier than they are.
+struct Slot {
+    router: Router,
+    agent: Option<AgentId>,
+}
+
+impl Slot {
+    fn none(router: &Router) -> Self {
+        Self {
+            router: router.clone(),
+            agent: None,
+        }
+    }
+
+    fn held(router: &Router, agent: AgentId) -> Self {
+        Self {
+            router: router.clone(),
+            agent: Some(agent),
+        }
+    }
+
+    fn hold(&mut self, agent: AgentId) {
+        self.release();
+        self.agent = Some(agent);
+    }
+
+    /// The reserved agent, now the caller's to settle.
+    fn take(&mut self) -> Option<AgentId> {
+        self.agent.take()
+    }
+
+    fn release(&mut self) {
+        if let Some(a) = self.agent.take() {
+            self.router.unreserve(a);
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 fn agent_of(s: &ConversationState) -> Option<AgentId> {
@@ -418,5 +463,56 @@ pub fn parse_state(c: &conversations::Model) -> Result<ConversationState, Pipeli
             ConversationId(c.id),
             other.to_owned(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::routing::engine::RouterData;
+    use crate::routing::{AgentSnapshot, AgentStatus, Customer, Employment, Shift};
+
+    fn one_slot_router() -> Router {
+        let r = Router::new(false);
+        r.replace(RouterData {
+            agents: vec![AgentSnapshot {
+                id: AgentId(1),
+                groups: vec![GroupId(1)],
+                status: AgentStatus::Idle,
+                shift: Shift::On,
+                employment: Employment::Active,
+                load: 0,
+                capacity: 1,
+                last_assigned_at: None,
+                bound_customers: 0,
+            }],
+            groups: routing::GroupMap::new(),
+            shifts: HashMap::new(),
+        });
+        r
+    }
+
+    fn decides(r: &Router) -> bool {
+        let who = Customer::default();
+        matches!(
+            r.decide(&who, Scope::Customer, None, Utc::now(), 0)
+                .decision,
+            Decision::Assign { .. }
+        )
+    }
+
+    #[test]
+    fn a_dropped_slot_frees_the_agent_and_a_taken_one_does_not() {
+        let r = one_slot_router();
+        assert!(decides(&r));
+        assert!(!decides(&r), "the only slot is reserved");
+        drop(Slot::held(&r, AgentId(1)));
+        assert!(decides(&r), "dropping the reservation released it");
+        let mut s = Slot::held(&r, AgentId(1));
+        assert_eq!(s.take(), Some(AgentId(1)));
+        drop(s);
+        assert!(!decides(&r), "a taken slot is the taker's to settle");
     }
 }
