@@ -35,4 +35,7 @@ pub enum Command {
     FetchIp2region(crate::routing::ip2region_cmd::FetchIp2regionArgs),
     /// Print the region of IP addresses from ip2region.xdb.
     IpRegion(crate::routing::ip2region_cmd::IpRegionArgs),
+    /// Load CRM data from a CSV file: agents, groups, regions, bindings,
+    /// shifts, customers, vehicles or agent-events (see docs/crm.md).
+    Import(crate::crm::import::ImportArgs),
 }

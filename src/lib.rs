@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod conversation;
+pub mod crm;
 pub mod http_error;
 pub mod ids;
 pub mod load;

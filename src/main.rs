@@ -40,6 +40,7 @@ async fn main() -> ExitCode {
         Command::Load(args) => kefu::load::run(args, &settings.config_dir).await,
         Command::FetchIp2region(args) => ip2region_cmd::fetch_command(&args),
         Command::IpRegion(args) => ip2region_cmd::ip_region_command(&args),
+        Command::Import(args) => kefu::crm::import::run(&args, &settings).await,
     }
 }
 

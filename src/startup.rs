@@ -141,6 +141,13 @@ impl Application {
         let presence = crate::routing::presence::Presence::new(pipeline.clone(), queue.clone());
         presence.start(&mut workers);
         let regions = Arc::new(RegionResolver::load(&settings.routing.ip2region_path));
+        let crm_webhook = crate::crm::webhook::Webhook::default();
+        crm_webhook.start(
+            store.clone(),
+            http.clone(),
+            settings.crm.clone(),
+            &mut workers,
+        );
         let state = AppState {
             store,
             bus,
@@ -157,6 +164,8 @@ impl Application {
             pipeline,
             queue,
             presence,
+            crm_replays: crate::crm::replay_cache(),
+            crm_webhook,
         };
 
         let listener = bind(&settings.server.host, settings.server.port)?;
@@ -345,6 +354,7 @@ pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send> {
 fn http_server(state: AppState, listener: TcpListener) -> Result<Server, StartError> {
     let settings = state.settings.clone();
     let api_limit = settings.limits.api_body_bytes;
+    let crm_limit = settings.crm.max_body_bytes;
     let callback_limit = settings.limits.callback_body_bytes;
     let data = web::Data::new(state.clone());
     let metrics = web::Data::new(state.metrics.clone());
@@ -366,6 +376,7 @@ fn http_server(state: AppState, listener: TcpListener) -> Result<Server, StartEr
             .wrap(middleware::from_fn(metrics::track))
             .configure(|c| crate::channels::official_account::routes(c, callback_limit))
             .configure(|c| crate::channels::wecom::routes(c, callback_limit))
+            .configure(|c| crate::crm::routes(c, crm_limit))
             .configure(crate::console::routes)
             .configure(crate::media::routes)
     })

@@ -43,4 +43,8 @@ pub struct AppState {
     pub queue: crate::routing::queue::Drainer,
     /// Agents' presence: status, heartbeats, expiry.
     pub presence: crate::routing::presence::Presence,
+    /// Signed CRM calls seen lately (replays are refused).
+    pub crm_replays: crate::crm::Replays,
+    /// Delivers CRM events by webhook.
+    pub crm_webhook: crate::crm::webhook::Webhook,
 }

@@ -11,6 +11,7 @@ mod m20261123_000005_media;
 mod m20261123_000006_conversations;
 mod m20261123_000007_routing;
 mod m20261123_000008_surveys_per_close;
+mod m20261207_000009_crm;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000006_conversations::Migration),
             Box::new(m20261123_000007_routing::Migration),
             Box::new(m20261123_000008_surveys_per_close::Migration),
+            Box::new(m20261207_000009_crm::Migration),
         ]
     }
 }

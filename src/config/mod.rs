@@ -53,6 +53,8 @@ pub struct Settings {
     pub outbox: OutboxSettings,
     #[serde(default)]
     pub routing: RoutingSettings,
+    #[serde(default)]
+    pub crm: CrmSettings,
     /// The WeChat accounts, from `accounts/*.toml` (not part of kefu.toml).
     #[serde(skip)]
     pub accounts: Vec<Account>,
@@ -418,6 +420,100 @@ impl Default for RoutingSettings {
     }
 }
 
+/// The CRM sync (`/api/crm/v1/`, `kefu import`, the outbound webhook).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CrmSettings {
+    /// Where Kefu's decisions are delivered (empty: none; the CRM reads
+    /// `GET /api/crm/v1/events` instead).
+    pub webhook_url: String,
+    pub webhook_timeout_secs: u64,
+    /// Retries back off from 1 s, doubling up to this.
+    pub webhook_max_backoff_secs: u64,
+    /// Events per webhook call.
+    pub webhook_batch: u64,
+    /// When true, every call must be signed (`X-Kefu-Signature`); a bare
+    /// key is refused.
+    pub require_signature: bool,
+    /// The CRM's time zone, in hours east of UTC, for shift days.
+    pub utc_offset_hours: i32,
+    /// Most rows in one batch call.
+    pub max_rows: usize,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// API keys, from `KEFU_CRM_KEYS` only (`name:secret,name2:secret2`):
+    /// never in a file.
+    #[serde(skip)]
+    pub keys: Vec<CrmKey>,
+    /// The webhook's signing secret, from `KEFU_CRM_WEBHOOK_SECRET`.
+    #[serde(skip)]
+    pub webhook_secret: Option<Secret>,
+}
+
+/// One integration's API key.
+#[derive(Debug, Clone)]
+pub struct CrmKey {
+    /// Named in logs and `X-Kefu-Key`.
+    pub name: String,
+    pub secret: Secret,
+}
+
+impl Default for CrmSettings {
+    fn default() -> Self {
+        Self {
+            webhook_url: String::new(),
+            webhook_timeout_secs: 10,
+            webhook_max_backoff_secs: 300,
+            webhook_batch: 100,
+            require_signature: false,
+            utc_offset_hours: 8,
+            max_rows: 10_000,
+            max_body_bytes: 16 * 1024 * 1024,
+            keys: Vec::new(),
+            webhook_secret: None,
+        }
+    }
+}
+
+/// `name:secret,name2:secret2`; a problem for each malformed or short entry.
+fn parse_crm_keys(raw: &str) -> Result<Vec<CrmKey>, String> {
+    let mut keys = Vec::new();
+    for (i, entry) in raw
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .enumerate()
+    {
+        let Some((name, secret)) = entry.split_once(':') else {
+            return Err(format!("entry {} is not name:secret", i + 1));
+        };
+        let name = name.trim();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "entry {}: the name must be letters, digits, - or _",
+                i + 1
+            ));
+        }
+        if secret.len() < 32 {
+            return Err(format!(
+                "key {name:?}: the secret must be at least 32 characters"
+            ));
+        }
+        if keys.iter().any(|k: &CrmKey| k.name == name) {
+            return Err(format!("key {name:?} is listed twice"));
+        }
+        keys.push(CrmKey {
+            name: name.to_owned(),
+            secret: Secret::new(secret),
+        });
+    }
+    Ok(keys)
+}
+
 /// A configuration problem, worded for the person who must fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigProblem {
@@ -489,6 +585,19 @@ impl Settings {
         }
         if let Some(base) = env.get("KEFU_WECOM_API_BASE") {
             settings.wecom.api_base = base.to_owned();
+        }
+        if let Some(raw) = env.get("KEFU_CRM_KEYS") {
+            match parse_crm_keys(raw) {
+                Ok(keys) => settings.crm.keys = keys,
+                Err(message) => problems.push(ConfigProblem {
+                    file: PathBuf::from("$KEFU_CRM_KEYS"),
+                    key: None,
+                    message,
+                }),
+            }
+        }
+        if let Some(s) = env.get("KEFU_CRM_WEBHOOK_SECRET").filter(|s| !s.is_empty()) {
+            settings.crm.webhook_secret = Some(Secret::new(s));
         }
         settings.config_dir = dir.to_owned();
         problems.extend(settings.validate(&file));

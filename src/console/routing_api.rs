@@ -269,7 +269,9 @@ async fn shifts(
 ) -> Result<HttpResponse, Refused> {
     user.require(Role::Admin)?;
     let agent = known_agent(&state, id.into_inner()).await?;
-    let spans = state.store.shifts_of(agent, Utc::now()).await?;
+    let mut spans = state.store.shifts_of(agent, Utc::now()).await?;
+    // The CRM's day markers (zero-length) are not shifts.
+    spans.retain(|(s, e)| s < e);
     Ok(json_ok(&shift_list(agent, &spans)))
 }
 

@@ -121,7 +121,8 @@ pub struct Pipeline {
     /// When set, links go through the group-commit writer, sharing its
     /// transactions with inbound messages instead of one fsync each.
     pub(crate) ingest: Option<Ingestor>,
-    /// (identity kind, account, value) → customer. Identities never move.
+    /// (identity kind, account, value) → customer. Identities move only when
+    /// the CRM sync merges customers ([`Pipeline::forget_customers`]).
     customers: Cache<(&'static str, String, String), i64>,
     /// (customer, account) → their open conversation as last stored here.
     open: Cache<(i64, String), conversations::Model>,
@@ -165,6 +166,13 @@ impl Pipeline {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Forgets who each identity belongs to and each open conversation (the
+    /// CRM sync merged customers).
+    pub fn forget_customers(&self) {
+        self.customers.invalidate_all();
+        self.open.invalidate_all();
     }
 
     pub fn bus(&self) -> &Bus {

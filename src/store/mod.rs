@@ -4,6 +4,7 @@
 pub mod agents;
 pub mod bulk;
 pub mod conversations;
+pub mod crm;
 pub mod entities;
 pub mod followers;
 pub mod kf;

@@ -8,6 +8,7 @@ mod wechat_client;
 mod bus;
 mod cli;
 mod conversations;
+mod crm;
 mod desk;
 mod health;
 mod ip_region;

@@ -61,7 +61,11 @@ pub async fn run(ctx: &EffectCtx<'_>, effect: &Effect) {
             {
                 Ok(true) => {
                     tracing::info!(customer = %ctx.customer, agent = %agent, "customer bound to their first agent");
-                    Ok(())
+                    ctx.pipeline
+                        .store()
+                        .report_binding(ctx.customer, None, *agent, "first_assignment")
+                        .await
+                        .map_err(Into::into)
                 }
                 Ok(false) => Ok(()),
                 Err(e) => Err(e.into()),

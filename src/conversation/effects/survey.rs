@@ -99,6 +99,18 @@ pub async fn try_answer(
         score,
         "survey answered"
     );
+    if let Err(e) = store
+        .report_survey(
+            CustomerId(conversation.customer_id),
+            survey.agent_id.map(crate::ids::AgentId),
+            conversation.id,
+            score,
+            comment.as_deref(),
+        )
+        .await
+    {
+        tracing::warn!(survey = survey.id, error = %e, "survey answer not recorded for the CRM");
+    }
     let key = format!("survey-thanks:s{}", survey.id);
     if let Err(e) = send_text(pipeline, conversation, THANKS_TEXT, &key).await {
         // The answer is recorded; only the thanks is lost.

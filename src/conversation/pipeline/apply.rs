@@ -298,8 +298,10 @@ impl Pipeline {
         if let Some(r) = outcome.rebind
             && self.store.rebind(customer, r.from, r.to).await?
         {
-            // Reported to the CRM by the CRM sync (issue 7).
             tracing::info!(customer = %customer, from = %r.from, to = %r.to, "customer rebound");
+            self.store
+                .report_binding(customer, Some(r.from), r.to, "dedicated_agent_left_group")
+                .await?;
         }
         slot.take();
         let d = outcome.decision;
