@@ -141,6 +141,8 @@ impl Application {
         let presence = crate::routing::presence::Presence::new(pipeline.clone(), queue.clone());
         presence.start(&mut workers);
         let regions = Arc::new(RegionResolver::load(&settings.routing.ip2region_path));
+        let hub = crate::console::realtime::Hub::new(store.clone(), router.clone());
+        hub.start(&bus, &mut workers);
         let crm_webhook = crate::crm::webhook::Webhook::default();
         crm_webhook.start(
             store.clone(),
@@ -164,6 +166,7 @@ impl Application {
             pipeline,
             queue,
             presence,
+            hub,
             crm_replays: crate::crm::replay_cache(),
             crm_webhook,
         };

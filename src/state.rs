@@ -43,6 +43,8 @@ pub struct AppState {
     pub queue: crate::routing::queue::Drainer,
     /// Agents' presence: status, heartbeats, expiry.
     pub presence: crate::routing::presence::Presence,
+    /// The console's realtime channel: per-user event sequences and sockets.
+    pub hub: crate::console::realtime::Hub,
     /// Signed CRM calls seen lately (replays are refused).
     pub crm_replays: crate::crm::Replays,
     /// Delivers CRM events by webhook.

@@ -12,6 +12,7 @@ mod m20261123_000006_conversations;
 mod m20261123_000007_routing;
 mod m20261123_000008_surveys_per_close;
 mod m20261207_000009_crm;
+mod m20261207_000010_console;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000007_routing::Migration),
             Box::new(m20261123_000008_surveys_per_close::Migration),
             Box::new(m20261207_000009_crm::Migration),
+            Box::new(m20261207_000010_console::Migration),
         ]
     }
 }

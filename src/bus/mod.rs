@@ -82,8 +82,45 @@ pub enum Event {
         /// For people, in Chinese and English.
         text: String,
     },
+    /// A message was filed in a conversation: a customer's, once the
+    /// pipeline linked it, or one said to them, once queued in the outbox.
+    /// The console's realtime channel carries it to the agent serving it.
+    MessageFiled {
+        conversation: ConversationId,
+        customer: CustomerId,
+        message: FiledMessage,
+    },
     /// Free-form signal used by health checks and tests.
     Ping { nonce: String },
+}
+
+impl FiledMessage {
+    pub fn of(m: &crate::store::entities::messages::Model) -> Self {
+        Self {
+            id: MessageId(m.id),
+            direction: m.direction.clone(),
+            sender: m.sender.clone(),
+            agent_id: m.agent_id.map(AgentId),
+            msg_type: m.msg_type.clone(),
+            content: m.content.clone(),
+            media_object_id: m.media_object_id,
+            sent_at: m.sent_at,
+        }
+    }
+}
+
+/// A message as the console shows it (media by id: `/media/{id}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FiledMessage {
+    pub id: MessageId,
+    /// `in` or `out`.
+    pub direction: String,
+    pub sender: String,
+    pub agent_id: Option<AgentId>,
+    pub msg_type: String,
+    pub content: Option<String>,
+    pub media_object_id: Option<i64>,
+    pub sent_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// An event with the instance it came from.

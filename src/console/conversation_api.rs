@@ -216,7 +216,7 @@ fn changed_meanwhile() -> ApiError {
 
 /// The conversation, if `user` may see and act on it: the agent serving it,
 /// or (closed) the agent who served it last, or a supervisor or admin.
-async fn conversation_for(
+pub(crate) async fn conversation_for(
     state: &AppState,
     user: &CurrentUser,
     id: ConversationId,

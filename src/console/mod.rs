@@ -11,10 +11,12 @@ pub mod health;
 pub mod i18n;
 pub mod login;
 pub mod presence_api;
+pub mod realtime;
 pub mod routing_api;
 pub mod setup;
 pub mod survey_api;
 pub mod ticket_api;
+pub mod workbench_api;
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
@@ -40,6 +42,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     conversation_api::routes(cfg);
     ticket_api::routes(cfg);
     survey_api::routes(cfg);
+    realtime::routes(cfg);
+    workbench_api::routes(cfg);
 }
 
 /// What every console page may load: its own resources, inline styles, no

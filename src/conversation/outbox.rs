@@ -201,6 +201,13 @@ impl Outbox {
             idempotency_key: req.idempotency_key.clone(),
         };
         let enqueued = self.ingest.enqueue(msg, timeout).await?;
+        if let Some((conversation, customer, message)) = enqueued.filed.clone() {
+            self.bus.publish(Event::MessageFiled {
+                conversation,
+                customer,
+                message,
+            });
+        }
         if !enqueued.existing {
             self.bus.publish(Event::OutboundStatus {
                 message_id: enqueued.message,

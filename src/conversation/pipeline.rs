@@ -533,6 +533,11 @@ impl Pipeline {
         if !linked {
             return Ok(Handled::AlreadyHandled);
         }
+        self.bus.publish(Event::MessageFiled {
+            conversation,
+            customer: p.customer,
+            message: crate::bus::FiledMessage::of(&p.msg),
+        });
         if p.msg.channel == Channel::WecomKf.as_str() && p.conversation.open_kfid.is_none() {
             self.note_open_kfid(&p).await?;
         }

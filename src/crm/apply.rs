@@ -31,7 +31,7 @@ use crate::store::followers::IdentityKind;
 use crate::store::{Store, StoreError};
 
 /// Rows written per transaction.
-const CHUNK: usize = 500;
+const CHUNK: usize = 50;
 
 /// What a batch did.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -91,6 +91,22 @@ pub struct Sync<'a> {
     live: Option<&'a AppState>,
     offset: FixedOffset,
     dry_run: bool,
+    /// CRM ids already resolved in this call (ids never change).
+    ids: std::sync::Mutex<Ids>,
+}
+
+/// What a call resolved once and reuses for every row.
+#[derive(Default)]
+struct Ids {
+    groups: HashMap<String, GroupId>,
+    agents: HashMap<String, AgentId>,
+    active: HashMap<AgentId, bool>,
+    /// Prefetched for the chunk being written.
+    customers: HashMap<String, CustomerId>,
+    /// Customers of the chunk with a conversation an agent holds.
+    held: HashSet<CustomerId>,
+    /// Channel identities of the chunk Kefu knows already.
+    known: HashSet<(&'static str, String, String)>,
 }
 
 impl<'a> Sync<'a> {
@@ -101,6 +117,7 @@ impl<'a> Sync<'a> {
             live: Some(state),
             offset: offset(state.settings.crm.utc_offset_hours),
             dry_run: false,
+            ids: Default::default(),
         }
     }
 
@@ -112,6 +129,7 @@ impl<'a> Sync<'a> {
             live: None,
             offset: offset(utc_offset_hours),
             dry_run,
+            ids: Default::default(),
         }
     }
 
@@ -216,6 +234,7 @@ impl<'a> Sync<'a> {
         if fresh.is_empty() {
             return Ok((report, Vec::new()));
         }
+        R::prefetch(self, &fresh).await?;
         match self.write(&fresh).await {
             Ok((part, after)) => {
                 report.add(part);
@@ -380,6 +399,10 @@ trait CrmRow: DeserializeOwned + Send + std::marker::Sync {
     fn version(&self) -> i64;
     /// Checks that need no database.
     fn check(&self) -> Result<(), String>;
+    /// Reads what a chunk's rows refer to, outside the writing transaction.
+    async fn prefetch(_sync: &Sync<'_>, _rows: &[&(usize, Self)]) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Writes the row; `Err(reason)` rejects it (nothing of it written).
     async fn write(
         &self,
@@ -432,28 +455,84 @@ fn maybe(field: &str, v: &Option<String>, max: usize) -> Result<(), String> {
     }
 }
 
-async fn group_id(txn: &DatabaseTransaction, crm: &str) -> Result<Option<GroupId>, StoreError> {
-    Ok(db::group_ids(txn, &[crm.to_owned()])
-        .await?
-        .get(crm)
-        .copied())
-}
+impl Sync<'_> {
+    fn ids(&self) -> std::sync::MutexGuard<'_, Ids> {
+        self.ids.lock().unwrap_or_else(|e| e.into_inner())
+    }
 
-async fn agent_id(txn: &DatabaseTransaction, crm: &str) -> Result<Option<AgentId>, StoreError> {
-    Ok(db::agent_ids(txn, &[crm.to_owned()])
-        .await?
-        .get(crm)
-        .copied())
-}
+    async fn group_id(
+        &self,
+        txn: &DatabaseTransaction,
+        crm: &str,
+    ) -> Result<Option<GroupId>, StoreError> {
+        if let Some(g) = self.ids().groups.get(crm) {
+            return Ok(Some(*g));
+        }
+        let found = db::group_ids(txn, &[crm.to_owned()])
+            .await?
+            .get(crm)
+            .copied();
+        if let Some(g) = found {
+            self.ids().groups.insert(crm.to_owned(), g);
+        }
+        Ok(found)
+    }
 
-async fn customer_id(
-    txn: &DatabaseTransaction,
-    crm: &str,
-) -> Result<Option<CustomerId>, StoreError> {
-    Ok(db::customer_ids(txn, &[crm.to_owned()])
-        .await?
-        .get(crm)
-        .copied())
+    async fn agent_id(
+        &self,
+        txn: &DatabaseTransaction,
+        crm: &str,
+    ) -> Result<Option<AgentId>, StoreError> {
+        if let Some(a) = self.ids().agents.get(crm) {
+            return Ok(Some(*a));
+        }
+        let found = db::agent_ids(txn, &[crm.to_owned()])
+            .await?
+            .get(crm)
+            .copied();
+        if let Some(a) = found {
+            self.ids().agents.insert(crm.to_owned(), a);
+        }
+        Ok(found)
+    }
+
+    async fn agent_active(
+        &self,
+        txn: &DatabaseTransaction,
+        a: AgentId,
+    ) -> Result<bool, StoreError> {
+        if let Some(v) = self.ids().active.get(&a) {
+            return Ok(*v);
+        }
+        let v = db::agent_active(txn, a).await?;
+        self.ids().active.insert(a, v);
+        Ok(v)
+    }
+
+    async fn customer_id(
+        &self,
+        txn: &DatabaseTransaction,
+        crm: &str,
+    ) -> Result<Option<CustomerId>, StoreError> {
+        if let Some(c) = self.ids().customers.get(crm) {
+            return Ok(Some(*c));
+        }
+        Ok(db::customer_ids(txn, &[crm.to_owned()])
+            .await?
+            .get(crm)
+            .copied())
+    }
+
+    /// The customers the rows name, read in one go (outside the writing
+    /// transaction: only what is committed).
+    async fn prefetch_customers(
+        &self,
+        crm: Vec<String>,
+    ) -> Result<HashMap<String, CustomerId>, StoreError> {
+        let found = db::customer_ids(self.store.conn(), &crm).await?;
+        self.ids().customers = found.clone();
+        Ok(found)
+    }
 }
 
 impl CrmRow for GroupIn {
@@ -493,11 +572,11 @@ impl CrmRow for RegionIn {
     }
     async fn write(
         &self,
-        _: &Sync<'_>,
+        sync: &Sync<'_>,
         txn: &DatabaseTransaction,
     ) -> Result<Result<Vec<After>, String>, StoreError> {
         let group = match &self.group {
-            Some(g) => match group_id(txn, g).await? {
+            Some(g) => match sync.group_id(txn, g).await? {
                 Some(id) => Some(id),
                 None => return Ok(Err(format!("group {g:?} does not exist"))),
             },
@@ -546,12 +625,12 @@ impl CrmRow for AgentIn {
     }
     async fn write(
         &self,
-        _: &Sync<'_>,
+        sync: &Sync<'_>,
         txn: &DatabaseTransaction,
     ) -> Result<Result<Vec<After>, String>, StoreError> {
         let mut groups = Vec::with_capacity(self.groups.len());
         for g in &self.groups {
-            match group_id(txn, g).await? {
+            match sync.group_id(txn, g).await? {
                 Some(id) if !groups.contains(&id) => groups.push(id),
                 Some(_) => {}
                 None => return Ok(Err(format!("group {g:?} does not exist"))),
@@ -658,10 +737,10 @@ impl CrmRow for AgentEventIn {
     }
     async fn write(
         &self,
-        _: &Sync<'_>,
+        sync: &Sync<'_>,
         txn: &DatabaseTransaction,
     ) -> Result<Result<Vec<After>, String>, StoreError> {
-        let Some(agent) = agent_id(txn, &self.agent).await? else {
+        let Some(agent) = sync.agent_id(txn, &self.agent).await? else {
             return Ok(Err(format!("agent {:?} does not exist", self.agent)));
         };
         let groups = db::groups_of(txn, agent).await?;
@@ -681,7 +760,7 @@ impl CrmRow for AgentEventIn {
             }
             AgentEvent::Transferred => {
                 let g = self.group.as_deref().unwrap_or_default();
-                let Some(to) = group_id(txn, g).await? else {
+                let Some(to) = sync.group_id(txn, g).await? else {
                     return Ok(Err(format!("group {g:?} does not exist")));
                 };
                 if groups.first() == Some(&to) {
@@ -710,26 +789,36 @@ impl CrmRow for BindingIn {
         need("customer", &self.customer, 64)?;
         maybe("agent", &self.agent, 64)
     }
+    async fn prefetch(sync: &Sync<'_>, rows: &[&(usize, Self)]) -> Result<(), StoreError> {
+        let found = sync
+            .prefetch_customers(rows.iter().map(|(_, r)| r.customer.clone()).collect())
+            .await?;
+        let ids: Vec<CustomerId> = found.into_values().collect();
+        let held = db::customers_held(sync.store.conn(), &ids).await?;
+        sync.ids().held = held;
+        Ok(())
+    }
     async fn write(
         &self,
-        _: &Sync<'_>,
+        sync: &Sync<'_>,
         txn: &DatabaseTransaction,
     ) -> Result<Result<Vec<After>, String>, StoreError> {
-        let Some(customer) = customer_id(txn, &self.customer).await? else {
+        let Some(customer) = sync.customer_id(txn, &self.customer).await? else {
             return Ok(Err(format!("customer {:?} does not exist", self.customer)));
         };
         let agent = match &self.agent {
-            Some(a) => match agent_id(txn, a).await? {
-                Some(id) if db::agent_active(txn, id).await? => Some(id),
+            Some(a) => match sync.agent_id(txn, a).await? {
+                Some(id) if sync.agent_active(txn, id).await? => Some(id),
                 Some(_) => return Ok(Err(format!("agent {a:?} has left or is disabled"))),
                 None => return Ok(Err(format!("agent {a:?} does not exist"))),
             },
             None => None,
         };
-        let before = db::set_binding(txn, customer, agent).await?;
+        let changed = db::change_binding(txn, customer, agent).await?;
         let mut after = Vec::new();
-        if before != agent
+        if changed
             && let Some(to) = agent
+            && sync.ids().held.contains(&customer)
         {
             for (conv, holder) in db::assigned_conversations_of_customer(txn, customer).await? {
                 if holder != to {
@@ -769,7 +858,7 @@ impl CrmRow for ShiftIn {
         sync: &Sync<'_>,
         txn: &DatabaseTransaction,
     ) -> Result<Result<Vec<After>, String>, StoreError> {
-        let Some(agent) = agent_id(txn, &self.agent).await? else {
+        let Some(agent) = sync.agent_id(txn, &self.agent).await? else {
             return Ok(Err(format!("agent {:?} does not exist", self.agent)));
         };
         let Some((start, end)) = day_span(sync.offset, self.day) else {
@@ -820,6 +909,39 @@ fn day_span(offset: FixedOffset, day: NaiveDate) -> Option<(DateTime<Utc>, DateT
     Some((start, start + TimeDelta::hours(24)))
 }
 
+impl CustomerIn {
+    /// `(kind, account, value)` of each channel identity given.
+    fn channel_ids(&self) -> Vec<(&'static str, String, String)> {
+        let ids = &self.identities;
+        let mut identities: Vec<(&'static str, String, String)> = Vec::new();
+        if let Some(u) = &ids.unionid {
+            identities.push((
+                IdentityKind::UnionId.as_str(),
+                String::new(),
+                u.trim().to_owned(),
+            ));
+        }
+        for o in &ids.oa_openid {
+            identities.push((
+                IdentityKind::OaOpenId.as_str(),
+                o.account.clone(),
+                o.id.trim().to_owned(),
+            ));
+        }
+        for o in &ids.wecom_external_userid {
+            identities.push((
+                IdentityKind::WecomExternalUserId.as_str(),
+                o.account.clone(),
+                o.id.trim().to_owned(),
+            ));
+        }
+        if let Some(w) = &ids.web_user {
+            identities.push((WEB_USER, String::new(), w.trim().to_owned()));
+        }
+        identities
+    }
+}
+
 impl CrmRow for CustomerIn {
     const ENTITY: &'static str = "customer";
     const KEY_FIELDS: &'static [&'static str] = &["id"];
@@ -866,44 +988,30 @@ impl CrmRow for CustomerIn {
         }
         Ok(())
     }
+    async fn prefetch(sync: &Sync<'_>, rows: &[&(usize, Self)]) -> Result<(), StoreError> {
+        sync.prefetch_customers(rows.iter().map(|(_, r)| r.id.clone()).collect())
+            .await?;
+        let wanted: Vec<(&'static str, String, String)> =
+            rows.iter().flat_map(|(_, r)| r.channel_ids()).collect();
+        let known = db::known_identities(sync.store.conn(), &wanted).await?;
+        sync.ids().known = known;
+        Ok(())
+    }
     async fn write(
         &self,
-        _: &Sync<'_>,
+        sync: &Sync<'_>,
         txn: &DatabaseTransaction,
     ) -> Result<Result<Vec<After>, String>, StoreError> {
         let group = match &self.group {
-            Some(g) => match group_id(txn, g).await? {
+            Some(g) => match sync.group_id(txn, g).await? {
                 Some(id) => Some(id),
                 None => return Ok(Err(format!("group {g:?} does not exist"))),
             },
             None => None,
         };
-        let ids = &self.identities;
-        let mut identities: Vec<(&'static str, String, String)> = Vec::new();
-        if let Some(u) = &ids.unionid {
-            identities.push((
-                IdentityKind::UnionId.as_str(),
-                String::new(),
-                u.trim().to_owned(),
-            ));
-        }
-        for o in &ids.oa_openid {
-            identities.push((
-                IdentityKind::OaOpenId.as_str(),
-                o.account.clone(),
-                o.id.trim().to_owned(),
-            ));
-        }
-        for o in &ids.wecom_external_userid {
-            identities.push((
-                IdentityKind::WecomExternalUserId.as_str(),
-                o.account.clone(),
-                o.id.trim().to_owned(),
-            ));
-        }
-        if let Some(w) = &ids.web_user {
-            identities.push((WEB_USER, String::new(), w.trim().to_owned()));
-        }
+        let identities = self.channel_ids();
+        let fresh = !sync.ids().customers.contains_key(&self.id)
+            && identities.iter().all(|i| !sync.ids().known.contains(i));
         let row = DbCustomer {
             crm_id: self.id.clone(),
             name: self.name.clone(),
@@ -913,6 +1021,17 @@ impl CrmRow for CustomerIn {
             tags: (!self.tags.is_empty()).then(|| self.tags.join(",")),
             identities,
         };
+        if fresh {
+            // Neither the customer nor any of their channels is known: the
+            // first load's case, two statements.
+            return match db::insert_customer(txn, &row).await {
+                Ok(_) => Ok(Ok(Vec::new())),
+                Err(StoreError::Duplicate) => Ok(Err(
+                    "a channel identity belongs to another CRM customer".into(),
+                )),
+                Err(e) => Err(e),
+            };
+        }
         match db::upsert_customer(txn, &row).await {
             Ok(up) if up.merged.is_empty() => Ok(Ok(Vec::new())),
             // A merged customer's open conversation may have been closed.
@@ -954,12 +1073,17 @@ impl CrmRow for VehicleIn {
         }
         Ok(())
     }
+    async fn prefetch(sync: &Sync<'_>, rows: &[&(usize, Self)]) -> Result<(), StoreError> {
+        sync.prefetch_customers(rows.iter().map(|(_, r)| r.customer.clone()).collect())
+            .await?;
+        Ok(())
+    }
     async fn write(
         &self,
-        _: &Sync<'_>,
+        sync: &Sync<'_>,
         txn: &DatabaseTransaction,
     ) -> Result<Result<Vec<After>, String>, StoreError> {
-        let Some(customer) = customer_id(txn, &self.customer).await? else {
+        let Some(customer) = sync.customer_id(txn, &self.customer).await? else {
             return Ok(Err(format!("customer {:?} does not exist", self.customer)));
         };
         db::upsert_vehicle(

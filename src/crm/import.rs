@@ -110,7 +110,10 @@ async fn import(args: &ImportArgs, settings: &Settings) -> anyhow::Result<Report
 
 fn progress(done: usize, total: usize, started: Instant) {
     let width = 30;
-    let filled = (done * width).checked_div(total).unwrap_or(width).min(width);
+    let filled = (done * width)
+        .checked_div(total)
+        .unwrap_or(width)
+        .min(width);
     let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
     eprint!(
         "\r[{}{}] {done}/{total} rows, {rate:.0} rows/s",

@@ -25,6 +25,7 @@
 
 pub mod baseline;
 pub mod callbacks;
+pub mod crm;
 pub mod outbound;
 pub mod report;
 pub mod routing;
@@ -77,6 +78,11 @@ pub enum LoadCommand {
     /// messages; report decision and handling latency and check routing's
     /// invariants (exit 1 when one fails).
     Routing(routing::RoutingArgs),
+    /// Start Kefu on a fresh database and sync a whole company through the
+    /// CRM API (agents, groups, regions, customers, bindings, vehicle
+    /// trades) while callbacks keep coming; report rows per second and the
+    /// callbacks' latency during the sync against a baseline.
+    Crm(crm::CrmArgs),
 }
 
 /// `kefu load callbacks …`
@@ -181,6 +187,30 @@ pub async fn run(args: LoadArgs, config_dir: &Path) -> ExitCode {
                         print!("{}", report.render());
                     }
                     if report.invariants.ok() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(USAGE_EXIT)
+                }
+            }
+        }
+        LoadCommand::Crm(a) => {
+            let json = a.json;
+            match crm::run(a, config_dir).await {
+                Ok(report) => {
+                    if json {
+                        match serde_json::to_string(&report) {
+                            Ok(s) => println!("{s}"),
+                            Err(e) => eprintln!("error: {e}"),
+                        }
+                    } else {
+                        print!("{}", report.render());
+                    }
+                    if report.ok() {
                         ExitCode::SUCCESS
                     } else {
                         ExitCode::FAILURE

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::stats::LatencySummary;
+use super::stats::{Histogram, LatencySummary};
 
 /// How the accepted answers looked.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -57,6 +57,9 @@ pub struct Report {
     pub throughput_ok_per_sec: f64,
     /// Latency of the accepted answers, in milliseconds.
     pub latency_ms: LatencySummary,
+    /// The same latencies, to merge runs (`kefu load crm`).
+    #[serde(skip)]
+    pub histogram: Option<Histogram>,
 }
 
 impl Report {
@@ -237,6 +240,7 @@ mod tests {
             duration_secs: 1.0,
             throughput_ok_per_sec: throughput,
             latency_ms: LatencySummary::from_histogram(&h),
+            histogram: None,
         }
     }
 

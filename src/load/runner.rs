@@ -175,6 +175,7 @@ pub async fn run(cfg: &RunConfig, spec: Arc<CallbackSpec>) -> anyhow::Result<Rep
             0.0
         },
         latency_ms: LatencySummary::from_histogram(&total.latency),
+        histogram: Some(total.latency.clone()),
     })
 }
 

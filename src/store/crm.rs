@@ -434,6 +434,54 @@ pub async fn set_binding<C: ConnectionTrait>(
     Ok(before.map(AgentId))
 }
 
+/// Sets a customer's dedicated agent; whether it changed (one statement).
+pub async fn change_binding<C: ConnectionTrait>(
+    db: &C,
+    customer: CustomerId,
+    agent: Option<AgentId>,
+) -> Result<bool, StoreError> {
+    let differs = match agent {
+        Some(a) => sea_orm::Condition::any()
+            .add(customers::Column::DedicatedAgentId.is_null())
+            .add(customers::Column::DedicatedAgentId.ne(a.0)),
+        None => sea_orm::Condition::all().add(customers::Column::DedicatedAgentId.is_not_null()),
+    };
+    Ok(customers::Entity::update_many()
+        .col_expr(
+            customers::Column::DedicatedAgentId,
+            Expr::value(agent.map(|a| a.0)),
+        )
+        .col_expr(customers::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(customers::Column::Id.eq(customer.0))
+        .filter(differs)
+        .exec(db)
+        .await?
+        .rows_affected
+        == 1)
+}
+
+/// Which of `customers` have a conversation an agent holds.
+pub async fn customers_held<C: ConnectionTrait>(
+    db: &C,
+    customers: &[CustomerId],
+) -> Result<std::collections::HashSet<CustomerId>, StoreError> {
+    let mut out = std::collections::HashSet::new();
+    for chunk in customers.chunks(IN_CHUNK) {
+        for id in conversations::Entity::find()
+            .select_only()
+            .column(conversations::Column::CustomerId)
+            .filter(conversations::Column::CustomerId.is_in(chunk.iter().map(|c| c.0)))
+            .filter(conversations::Column::State.eq("assigned"))
+            .into_tuple::<i64>()
+            .all(db)
+            .await?
+        {
+            out.insert(CustomerId(id));
+        }
+    }
+    Ok(out)
+}
+
 /// The customer's open conversations held by an agent: (conversation, agent).
 pub async fn assigned_conversations_of_customer<C: ConnectionTrait>(
     db: &C,
@@ -639,6 +687,77 @@ pub async fn upsert_customer<C: ConnectionTrait>(
         .await?;
     }
     Ok(CustomerUpsert { id, merged })
+}
+
+/// Which of these identities exist.
+pub async fn known_identities<C: ConnectionTrait>(
+    db: &C,
+    wanted: &[(&'static str, String, String)],
+) -> Result<std::collections::HashSet<(&'static str, String, String)>, StoreError> {
+    let mut out = std::collections::HashSet::new();
+    for chunk in wanted.chunks(IN_CHUNK) {
+        let kinds: std::collections::HashSet<&str> = chunk.iter().map(|w| w.0).collect();
+        let accounts: std::collections::HashSet<&str> =
+            chunk.iter().map(|w| w.1.as_str()).collect();
+        // All three columns, so the (kind, account, value) index is used.
+        let rows = customer_identities::Entity::find()
+            .filter(customer_identities::Column::Kind.is_in(kinds))
+            .filter(customer_identities::Column::AccountId.is_in(accounts))
+            .filter(
+                customer_identities::Column::Value.is_in(chunk.iter().map(|(_, _, v)| v.clone())),
+            )
+            .all(db)
+            .await?;
+        for w in chunk {
+            if rows
+                .iter()
+                .any(|r| r.kind == w.0 && r.account_id == w.1 && r.value == w.2)
+            {
+                out.insert(w.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Inserts a customer none of whose channels is known yet.
+pub async fn insert_customer<C: ConnectionTrait>(
+    db: &C,
+    row: &CustomerRow,
+) -> Result<CustomerId, StoreError> {
+    let now = Utc::now();
+    let c = customers::ActiveModel {
+        crm_id: Set(Some(row.crm_id.clone())),
+        name: Set(row.name.clone()),
+        phone: Set(row.phone.clone()),
+        region: Set(row.region.clone()),
+        city_group_id: Set(row.group.map(|g| g.0)),
+        dedicated_agent_id: Set(None),
+        tags: Set(row.tags.clone()),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .map_err(StoreError::from_insert)?;
+    if !row.identities.is_empty() {
+        customer_identities::Entity::insert_many(row.identities.iter().map(
+            |(kind, account, value)| customer_identities::ActiveModel {
+                customer_id: Set(c.id),
+                kind: Set((*kind).to_owned()),
+                account_id: Set(account.clone()),
+                value: Set(value.clone()),
+                created_at: Set(now),
+                updated_at: Set(now),
+                ..Default::default()
+            },
+        ))
+        .exec(db)
+        .await
+        .map_err(StoreError::from_insert)?;
+    }
+    Ok(CustomerId(c.id))
 }
 
 /// Moves everything of `from` (a customer Kefu made) to `into`, then

@@ -17,6 +17,7 @@ pub mod sessions;
 pub mod setup;
 pub mod surveys;
 pub mod tickets;
+pub mod workbench;
 
 use std::path::Path;
 use std::time::Duration;

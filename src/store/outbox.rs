@@ -12,7 +12,7 @@ use super::conversations::{OutboundLink, agent_replied_in, outbound_link_in};
 use super::entities::{messages, outbox};
 use super::messages::{Channel, Direction};
 use super::{Store, StoreError, placeholders};
-use crate::ids::{AccountId, AgentId, MessageId};
+use crate::ids::{AccountId, AgentId, ConversationId, CustomerId, MessageId};
 
 /// Outbox statuses, as stored and shown.
 pub mod status {
@@ -40,15 +40,26 @@ pub struct NewOutbound {
 }
 
 /// The stored outbound message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enqueued {
     pub message: MessageId,
     pub outbox_id: i64,
     /// True when the idempotency key was seen before: nothing new stored.
     pub existing: bool,
+    /// The message as stored, when new and filed in a conversation.
+    pub filed: Option<(ConversationId, CustomerId, crate::bus::FiledMessage)>,
 }
 
 impl Store {
+    /// The outbox row stored under this idempotency key, if any.
+    pub async fn outbound_by_key(
+        &self,
+        account: &AccountId,
+        key: &str,
+    ) -> Result<Option<outbox::Model>, StoreError> {
+        outbox_by_key(self.conn(), account, key).await
+    }
+
     /// Stores the message and its outbox row in one transaction.
     pub async fn enqueue_outbound(
         &self,
@@ -200,6 +211,7 @@ pub(crate) async fn enqueue_outbound_in(
             message: MessageId(found.message_id),
             outbox_id: found.id,
             existing: true,
+            filed: None,
         });
     }
     // Linked to the customer's conversation, so its history holds what was
@@ -247,10 +259,19 @@ pub(crate) async fn enqueue_outbound_in(
     }
     .insert(txn)
     .await?;
+    let filed = match (msg.conversation_id, msg.customer_id) {
+        (Some(c), Some(u)) => Some((
+            ConversationId(c),
+            CustomerId(u),
+            crate::bus::FiledMessage::of(&msg),
+        )),
+        _ => None,
+    };
     Ok(Enqueued {
         message: MessageId(msg.id),
         outbox_id: row.id,
         existing: false,
+        filed,
     })
 }
 

@@ -253,3 +253,37 @@ fn outbound_mode_delivers_every_accepted_reply_with_one_token() {
     let l = &report["latency_ms"];
     assert!(l["p50"].as_f64().unwrap() <= l["p99"].as_f64().unwrap());
 }
+
+#[tokio::test]
+async fn the_crm_sync_benchmark_applies_every_row_with_callbacks_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::helpers::TestDb::new(dir.path()).await;
+    let args = kefu::load::crm::CrmArgs {
+        agents: 20,
+        groups: 4,
+        customers: 300,
+        vehicles: 60,
+        batch: 100,
+        callback_rate: 20.0,
+        baseline_secs: 0.5,
+        database_url: Some(db.url.clone()),
+        json: false,
+    };
+    let report = kefu::load::crm::run(args, &crate::helpers::repo_config_dir())
+        .await
+        .expect("the benchmark runs");
+    assert!(report.ok(), "{}", report.render());
+    let rows: Vec<(&str, u64)> = report.kinds.iter().map(|k| (k.kind, k.applied)).collect();
+    assert_eq!(
+        rows,
+        [
+            ("groups", 4),
+            ("regions", 4),
+            ("agents", 20),
+            ("customers", 300),
+            ("bindings", 300),
+            ("vehicles", 60)
+        ]
+    );
+    assert!(report.during_sync_callbacks > 0, "{}", report.render());
+}

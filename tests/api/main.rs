@@ -24,3 +24,4 @@ mod tickets;
 mod timeouts;
 mod transfer;
 mod wecom;
+mod workbench;

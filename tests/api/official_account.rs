@@ -81,13 +81,17 @@ async fn each_mode_stores_the_message_before_answering_success() {
             m.channel_msg_id.as_deref(),
             Some((100 + i as i64).to_string().as_str())
         );
-        // The pipeline's ConversationChanged events interleave: skip them.
+        // The pipeline's ConversationChanged and MessageFiled events
+        // interleave: skip them.
         let ev = loop {
             let ev = tokio::time::timeout(Duration::from_secs(5), events.recv())
                 .await
                 .unwrap()
                 .unwrap();
-            if !matches!(ev.event, Event::ConversationChanged { .. }) {
+            if !matches!(
+                ev.event,
+                Event::ConversationChanged { .. } | Event::MessageFiled { .. }
+            ) {
                 break ev;
             }
         };

@@ -40,6 +40,17 @@ pub fn text_xml(from: &str, msg_id: i64, content: &str) -> String {
     )
 }
 
+/// [`text_xml`] sent now (inside WeChat's 48-hour window).
+pub fn text_xml_now(from: &str, msg_id: i64, content: &str) -> String {
+    text_xml(from, msg_id, content).replace(
+        "<CreateTime>1714036504</CreateTime>",
+        &format!(
+            "<CreateTime>{}</CreateTime>",
+            chrono::Utc::now().timestamp()
+        ),
+    )
+}
+
 pub fn event_xml(from: &str, create_time: i64, event: &str, extra: &str) -> String {
     format!(
         "<xml><ToUserName><![CDATA[gh_fake]]></ToUserName><FromUserName><![CDATA[{from}]]></FromUserName>\

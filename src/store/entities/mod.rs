@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod agent_shifts;
 pub mod agents;
 pub mod city_groups;
+pub mod conversation_reads;
 pub mod conversation_transitions;
 pub mod conversations;
 pub mod crm_events;

@@ -1,0 +1,250 @@
+//! The agent's workbench, as JSON (see `docs/workbench.md`):
+//!
+//! - `GET /api/workbench`: the conversations I serve, the customer waiting
+//!   longest for a reply first, each with the customer, the newest message,
+//!   my unread count and the 48-hour window; and the realtime `epoch`;
+//! - `POST /api/conversations/{id}/messages` `{"client_id": "…", "text":
+//!   "…"}`: a reply from the agent serving it. The client id makes a retry
+//!   safe: the same id is stored and sent once. Refused with 409 when I do
+//!   not serve the conversation or WeChat's window is closed (the reason
+//!   says why);
+//! - `POST /api/conversations/{id}/read` `{"message_id": N}`: I have read up
+//!   to this message.
+
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::conversation_api::{ConversationView, MessageView, conversation_for, json};
+use crate::auth::CurrentUser;
+use crate::conversation::outbox::{OutboundRequest, OutboxError, Speaker, Window};
+use crate::http_error::{ApiError, Code};
+use crate::ids::{AccountId, ConversationId, CustomerId, MessageId};
+use crate::state::AppState;
+use crate::store::entities::conversations;
+use crate::wechat::api::OutboundContent;
+
+/// How long a reply may wait for the group commit.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest client id.
+const CLIENT_ID_CHARS: usize = 64;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/workbench", web::get().to(workbench))
+        .route("/api/conversations/{id}/messages", web::post().to(reply))
+        .route("/api/conversations/{id}/read", web::post().to(read));
+}
+
+#[derive(Serialize)]
+struct CustomerView {
+    id: i64,
+    name: Option<String>,
+    crm_id: Option<String>,
+    region: Option<String>,
+    tags: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Item {
+    conversation: ConversationView,
+    customer: Option<CustomerView>,
+    last_message: Option<MessageView>,
+    unread: u64,
+    window: Option<Window>,
+}
+
+#[derive(Serialize)]
+struct Me {
+    id: i64,
+    login: String,
+    name: String,
+    role: String,
+}
+
+#[derive(Serialize)]
+struct Workbench {
+    me: Me,
+    /// The realtime channel's epoch (a hello with another one reloads).
+    epoch: String,
+    conversations: Vec<Item>,
+    now: DateTime<Utc>,
+}
+
+/// The customer-service window of a conversation's customer.
+async fn window_of(state: &AppState, c: &conversations::Model) -> Result<Option<Window>, ApiError> {
+    let Ok(account) = AccountId::parse(&c.account_id) else {
+        return Ok(None);
+    };
+    let Some(recipient) = state
+        .store
+        .recipient_of(CustomerId(c.customer_id), &account)
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(state.outbox.window(&account, &recipient).await?))
+}
+
+async fn workbench(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+) -> Result<HttpResponse, ApiError> {
+    let items = state.store.workbench(user.agent_id).await?;
+    let mut conversations = Vec::with_capacity(items.len());
+    for w in items {
+        let window = window_of(&state, &w.conversation).await?;
+        conversations.push(Item {
+            customer: w.customer.map(|c| CustomerView {
+                id: c.id,
+                name: c.name,
+                crm_id: c.crm_id,
+                region: c.region,
+                tags: c
+                    .tags
+                    .map(|t| {
+                        t.split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }),
+            conversation: w.conversation.into(),
+            last_message: w.last_message.map(Into::into),
+            unread: w.unread,
+            window,
+        });
+    }
+    Ok(json(&Workbench {
+        me: Me {
+            id: user.agent_id.0,
+            login: user.login.clone(),
+            name: user.name.clone(),
+            role: user.role.as_str().to_owned(),
+        },
+        epoch: state.hub.epoch(),
+        conversations,
+        now: Utc::now(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplyBody {
+    client_id: String,
+    text: String,
+}
+
+#[derive(Serialize)]
+struct Sent {
+    message_id: MessageId,
+    /// The same client id was sent before: nothing new was stored.
+    existing: bool,
+}
+
+async fn reply(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<i64>,
+    body: web::Json<ReplyBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = ConversationId(path.into_inner());
+    let body = body.into_inner();
+    let client_id = body.client_id.trim();
+    if client_id.is_empty()
+        || client_id.chars().count() > CLIENT_ID_CHARS
+        || !client_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(ApiError::new(
+            Code::BadRequest,
+            "client_id must be 1 to 64 letters, digits, - or _",
+        ));
+    }
+    let conv = conversation_for(&state, &user, id).await?;
+    if conv.state != "assigned" || conv.agent_id != Some(user.agent_id.0) {
+        return Err(ApiError::new(
+            Code::Conflict,
+            "only the agent serving this conversation replies in it",
+        ));
+    }
+    let account = AccountId::parse(&conv.account_id)
+        .map_err(|_| ApiError::internal("a conversation on an unknown account"))?;
+    let Some(recipient) = state
+        .store
+        .recipient_of(CustomerId(conv.customer_id), &account)
+        .await?
+    else {
+        return Err(ApiError::new(
+            Code::Conflict,
+            "the customer has no channel to reply on",
+        ));
+    };
+    let key = format!("console:{}:{client_id}", user.agent_id);
+    let window = state.outbox.window(&account, &recipient).await?;
+    if !window.open {
+        // A retry of a message stored before the window closed is still
+        // answered as stored, below.
+        if state.store.outbound_by_key(&account, &key).await?.is_none() {
+            return Err(ApiError::new(
+                Code::Conflict,
+                format!(
+                    "WeChat will refuse this message: {}",
+                    window
+                        .reason
+                        .unwrap_or_else(|| "the 48-hour window is closed".into())
+                ),
+            ));
+        }
+    }
+    let req = OutboundRequest {
+        account,
+        recipient,
+        content: OutboundContent::Text { content: body.text },
+        speaker: Speaker::Agent {
+            id: user.agent_id,
+            login: user.login.clone(),
+        },
+        open_kfid: conv.open_kfid.clone(),
+        idempotency_key: Some(key),
+    };
+    match state.outbox.send(req, SEND_TIMEOUT).await {
+        Ok(e) => Ok(json(&Sent {
+            message_id: e.message,
+            existing: e.existing,
+        })),
+        Err(OutboxError::Invalid(why)) => Err(ApiError::new(Code::BadRequest, why)),
+        Err(OutboxError::NotStored(e)) => {
+            tracing::warn!(error = %e, "a reply was not stored");
+            Err(ApiError::new(
+                Code::Unavailable,
+                "the reply was not stored; send it again",
+            ))
+        }
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadBody {
+    message_id: i64,
+}
+
+async fn read(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<i64>,
+    body: web::Json<ReadBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = ConversationId(path.into_inner());
+    conversation_for(&state, &user, id).await?;
+    state
+        .store
+        .mark_read(id, user.agent_id, MessageId(body.message_id))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
