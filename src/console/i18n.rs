@@ -203,6 +203,179 @@ fn fill(text: &str, n: usize) -> String {
     text.replace("{n}", &n.to_string())
 }
 
+/// The workbench page's strings (the page's own, and its script's).
+pub struct WorkbenchStrings {
+    pub title: &'static str,
+    pub connecting: &'static str,
+    pub status_label: &'static str,
+    pub status_idle: &'static str,
+    pub status_busy: &'static str,
+    pub status_break: &'static str,
+    pub status_offline: &'static str,
+    pub conversations: &'static str,
+    pub transfer_target: &'static str,
+    pub transfer_note: &'static str,
+    pub transfer: &'static str,
+    pub close: &'static str,
+    pub composer: &'static str,
+    pub send: &'static str,
+    pub channel_oa: &'static str,
+    pub channel_kf: &'static str,
+    pub channel_web: &'static str,
+    pub just_now: &'static str,
+    pub waiting_mins: &'static str,
+    pub type_image: &'static str,
+    pub type_voice: &'static str,
+    pub type_video: &'static str,
+    pub type_shortvideo: &'static str,
+    pub type_file: &'static str,
+    pub type_location: &'static str,
+    pub type_link: &'static str,
+    pub type_event: &'static str,
+    pub customer: &'static str,
+    pub no_conversations: &'static str,
+    pub download: &'static str,
+    pub status_queued: &'static str,
+    pub status_sent: &'static str,
+    pub status_failed: &'static str,
+    pub status_sending: &'static str,
+    pub window_closed: &'static str,
+    pub window_closing: &'static str,
+    pub connected: &'static str,
+    pub reconnecting: &'static str,
+}
+
+impl WorkbenchStrings {
+    /// What the script shows, as JSON for the page (`<` escaped: it sits
+    /// in a `<script type="application/json">`).
+    pub fn script_json(&self) -> String {
+        let pairs = [
+            ("channel_oa", self.channel_oa),
+            ("channel_kf", self.channel_kf),
+            ("channel_web", self.channel_web),
+            ("just_now", self.just_now),
+            ("waiting_mins", self.waiting_mins),
+            ("type_image", self.type_image),
+            ("type_voice", self.type_voice),
+            ("type_video", self.type_video),
+            ("type_shortvideo", self.type_shortvideo),
+            ("type_file", self.type_file),
+            ("type_location", self.type_location),
+            ("type_link", self.type_link),
+            ("type_event", self.type_event),
+            ("customer", self.customer),
+            ("no_conversations", self.no_conversations),
+            ("download", self.download),
+            ("status_queued", self.status_queued),
+            ("status_sent", self.status_sent),
+            ("status_failed", self.status_failed),
+            ("status_sending", self.status_sending),
+            ("window_closed", self.window_closed),
+            ("window_closing", self.window_closing),
+            ("connected", self.connected),
+            ("reconnecting", self.reconnecting),
+        ];
+        let map: serde_json::Map<String, serde_json::Value> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::String((*v).to_owned())))
+            .collect();
+        serde_json::Value::Object(map)
+            .to_string()
+            .replace('<', "\\u003c")
+    }
+}
+
+impl Lang {
+    pub fn workbench(self) -> &'static WorkbenchStrings {
+        match self {
+            Lang::Zh => &WB_ZH,
+            Lang::En => &WB_EN,
+        }
+    }
+}
+
+static WB_ZH: WorkbenchStrings = WorkbenchStrings {
+    title: "工作台",
+    connecting: "连接中…",
+    status_label: "状态 ",
+    status_idle: "空闲",
+    status_busy: "忙碌",
+    status_break: "小休",
+    status_offline: "离线",
+    conversations: "会话",
+    transfer_target: "客服编号或 g组编号",
+    transfer_note: "转接备注",
+    transfer: "转接",
+    close: "结束会话",
+    composer: "输入回复，Enter 发送，Shift+Enter 换行",
+    send: "发送",
+    channel_oa: "公众号",
+    channel_kf: "微信客服",
+    channel_web: "网页",
+    just_now: "刚刚",
+    waiting_mins: "已等待 {n} 分钟",
+    type_image: "图片",
+    type_voice: "语音",
+    type_video: "视频",
+    type_shortvideo: "小视频",
+    type_file: "文件",
+    type_location: "位置",
+    type_link: "链接",
+    type_event: "事件",
+    customer: "客户",
+    no_conversations: "暂无会话",
+    download: "下载",
+    status_queued: "发送中",
+    status_sent: "已发送",
+    status_failed: "发送失败",
+    status_sending: "发送中",
+    window_closed: "48 小时窗口已关闭，微信将拒绝发送",
+    window_closing: "48 小时窗口将于 {time} 关闭",
+    connected: "已连接",
+    reconnecting: "重新连接中…",
+};
+
+static WB_EN: WorkbenchStrings = WorkbenchStrings {
+    title: "Workbench",
+    connecting: "Connecting…",
+    status_label: "Status ",
+    status_idle: "Idle",
+    status_busy: "Busy",
+    status_break: "Break",
+    status_offline: "Offline",
+    conversations: "Conversations",
+    transfer_target: "agent id or g+group id",
+    transfer_note: "transfer note",
+    transfer: "Transfer",
+    close: "Close",
+    composer: "Reply; Enter sends, Shift+Enter for a new line",
+    send: "Send",
+    channel_oa: "Official Account",
+    channel_kf: "WeCom CS",
+    channel_web: "Web",
+    just_now: "just now",
+    waiting_mins: "waiting {n} min",
+    type_image: "image",
+    type_voice: "voice",
+    type_video: "video",
+    type_shortvideo: "short video",
+    type_file: "file",
+    type_location: "location",
+    type_link: "link",
+    type_event: "event",
+    customer: "Customer",
+    no_conversations: "No conversations",
+    download: "Download",
+    status_queued: "sending",
+    status_sent: "sent",
+    status_failed: "failed",
+    status_sending: "sending",
+    window_closed: "The 48-hour window is closed: WeChat will refuse messages",
+    window_closing: "The 48-hour window closes at {time}",
+    connected: "connected",
+    reconnecting: "reconnecting…",
+};
+
 static ZH: Strings = Strings {
     html_lang: "zh-CN",
     app_name: "Kefu 客服",
@@ -223,7 +396,7 @@ static ZH: Strings = Strings {
     role_supervisor: "主管",
     role_admin: "管理员",
     role_unknown: "未知",
-    workbench_soon: "工作台即将上线。",
+    workbench_soon: "进入工作台",
     logout_button: "退出登录",
     users_link: "用户列表",
 
@@ -276,7 +449,7 @@ static EN: Strings = Strings {
     role_supervisor: "Supervisor",
     role_admin: "Administrator",
     role_unknown: "unknown",
-    workbench_soon: "The workbench is coming soon.",
+    workbench_soon: "Open the workbench",
     logout_button: "Sign out",
     users_link: "Users",
 

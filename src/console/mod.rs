@@ -16,6 +16,7 @@ pub mod routing_api;
 pub mod setup;
 pub mod survey_api;
 pub mod ticket_api;
+pub mod workbench;
 pub mod workbench_api;
 
 use actix_web::cookie::{Cookie, SameSite};
@@ -44,6 +45,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     survey_api::routes(cfg);
     realtime::routes(cfg);
     workbench_api::routes(cfg);
+    workbench::routes(cfg);
 }
 
 /// What every console page may load: its own resources, inline styles, no

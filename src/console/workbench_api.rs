@@ -61,6 +61,8 @@ struct Me {
     login: String,
     name: String,
     role: String,
+    /// My presence as routing sees it (`idle`, `busy`, `break`, `offline`).
+    status: Option<crate::routing::AgentStatus>,
 }
 
 #[derive(Serialize)]
@@ -123,6 +125,10 @@ async fn workbench(
             login: user.login.clone(),
             name: user.name.clone(),
             role: user.role.as_str().to_owned(),
+            status: state
+                .router
+                .agent(user.agent_id, Utc::now())
+                .map(|a| a.status),
         },
         epoch: state.hub.epoch(),
         conversations,

@@ -1,0 +1,318 @@
+// Kefu workbench: the agent's one page. Plain DOM, no framework; every
+// customer-provided string is put in the page with textContent only.
+'use strict';
+(function () {
+  const T = JSON.parse(document.getElementById('kefu-strings').textContent);
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const $ = (id) => document.getElementById(id);
+  const state = {
+    me: null,
+    convs: [],
+    selected: null,
+    messages: [],
+    status: new Map(), // outbound message id -> {status, reason}
+    seq: 0,
+    epoch: null,
+    ws: null,
+    welcomed: false,
+    backoff: 500,
+    tab: Math.random().toString(36).slice(2, 10),
+    counter: 0,
+  };
+
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+
+  async function api(method, path, body) {
+    const opts = { method, headers: { 'X-CSRF-Token': csrf }, credentials: 'same-origin' };
+    if (body !== undefined) {
+      opts.headers['Content-Type'] = 'application/json';
+      opts.body = JSON.stringify(body);
+    }
+    const r = await fetch(path, opts);
+    if (r.status === 401) {
+      location.href = '/login';
+      throw new Error('signed out');
+    }
+    let data = null;
+    const text = await r.text();
+    try { data = text ? JSON.parse(text) : null; } catch (_) { data = text; }
+    if (!r.ok) {
+      const err = new Error((data && data.message) || r.statusText);
+      err.status = r.status;
+      throw err;
+    }
+    return data;
+  }
+
+  function banner(text, kind) {
+    const b = $('banner');
+    b.textContent = text || '';
+    b.className = text ? 'banner ' + (kind || 'error') : 'banner';
+  }
+
+  function channelName(c) {
+    return { oa: T.channel_oa, kf: T.channel_kf, web: T.channel_web }[c] || c;
+  }
+
+  function since(iso) {
+    if (!iso) return '';
+    const mins = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 60000));
+    return mins < 1 ? T.just_now : T.waiting_mins.replace('{n}', mins);
+  }
+
+  function preview(m) {
+    if (!m) return '';
+    if (m.msg_type === 'text') return m.content || '';
+    return '[' + (T['type_' + m.msg_type] || m.msg_type) + ']';
+  }
+
+  function renderList() {
+    const ul = $('convs');
+    ul.replaceChildren();
+    if (state.convs.length === 0) ul.append(el('li', 'empty', T.no_conversations));
+    for (const it of state.convs) {
+      const c = it.conversation;
+      const li = el('li', 'conv' + (state.selected === c.id ? ' selected' : ''));
+      li.dataset.id = c.id;
+      const top = el('div', 'top');
+      top.append(el('span', 'badge ch-' + c.channel, channelName(c.channel)));
+      const who = (it.customer && it.customer.name) || T.customer + ' #' + c.customer_id;
+      top.append(el('span', 'who', who));
+      if (it.unread > 0) top.append(el('span', 'unread', it.unread));
+      li.append(top);
+      li.append(el('div', 'preview', preview(it.last_message)));
+      if (c.awaiting_reply_since) li.append(el('div', 'wait', since(c.awaiting_reply_since)));
+      li.addEventListener('click', () => select(c.id));
+      ul.append(li);
+    }
+  }
+
+  function media(m) {
+    const src = '/media/' + m.media_object_id;
+    if (m.msg_type === 'image') { const i = el('img'); i.src = src; i.alt = T.type_image; return i; }
+    if (m.msg_type === 'voice') { const a = el('audio'); a.controls = true; a.src = src; return a; }
+    if (m.msg_type === 'video' || m.msg_type === 'shortvideo') { const v = el('video'); v.controls = true; v.src = src; return v; }
+    const a = el('a', null, T.download); a.href = src; a.download = ''; return a;
+  }
+
+  function statusText(m) {
+    const s = state.status.get(m.id) || (m.pending ? { status: m.pending } : null);
+    if (!s) return '';
+    if (s.status === 'failed') return T.status_failed + (s.reason ? '：' + s.reason : '');
+    return T['status_' + s.status] || s.status;
+  }
+
+  function renderMessages() {
+    const box = $('messages');
+    box.replaceChildren();
+    for (const m of state.messages) {
+      const row = el('div', 'msg ' + (m.direction === 'in' ? 'in' : 'out'));
+      row.dataset.id = m.id;
+      const meta = el('div', 'meta', (m.direction === 'in' ? T.customer : m.sender) + ' · ' + new Date(m.sent_at).toLocaleTimeString());
+      row.append(meta);
+      const body = el('div', 'body');
+      if (m.media_object_id) body.append(media(m));
+      if (m.content) body.append(el('span', 'text', m.content));
+      else if (!m.media_object_id) body.append(el('span', 'text', preview(m)));
+      row.append(body);
+      if (m.direction === 'out') row.append(el('div', 'status', statusText(m)));
+      box.append(row);
+    }
+    box.scrollTop = box.scrollHeight;
+  }
+
+  function renderWindow(it) {
+    const w = it && it.window;
+    const p = $('window');
+    if (!w) { p.textContent = ''; p.className = 'window'; return; }
+    if (!w.open) {
+      p.textContent = T.window_closed + (w.reason ? '（' + w.reason + '）' : '');
+      p.className = 'window closed';
+      return;
+    }
+    const left = w.closes_at ? (Date.parse(w.closes_at) - Date.now()) / 3600000 : 48;
+    if (left < 2) {
+      p.textContent = T.window_closing.replace('{time}', new Date(w.closes_at).toLocaleTimeString());
+      p.className = 'window closing';
+    } else {
+      p.textContent = '';
+      p.className = 'window';
+    }
+  }
+
+  function current() {
+    return state.convs.find((it) => it.conversation.id === state.selected) || null;
+  }
+
+  async function select(id) {
+    state.selected = id;
+    banner('');
+    const d = await api('GET', '/api/conversations/' + id + '?limit=100');
+    if (state.selected !== id) return;
+    state.messages = d.messages;
+    $('chat').hidden = false;
+    $('chat-title').textContent = (current() && current().customer && current().customer.name) || T.customer + ' #' + d.conversation.customer_id;
+    renderMessages();
+    renderWindow(current());
+    const last = d.messages.length ? d.messages[d.messages.length - 1].id : null;
+    const it = current();
+    if (it) it.unread = 0;
+    renderList();
+    if (last) api('POST', '/api/conversations/' + id + '/read', { message_id: last }).catch(() => {});
+  }
+
+  async function loadWorkbench() {
+    const wb = await api('GET', '/api/workbench');
+    state.me = wb.me;
+    if (wb.me.status) $('status').value = wb.me.status;
+    state.convs = wb.conversations;
+    renderList();
+    if (state.selected && !current()) {
+      // No longer mine (transferred, closed).
+      $('chat').hidden = true;
+      state.selected = null;
+    } else if (state.selected) {
+      await select(state.selected);
+    }
+  }
+
+  async function send() {
+    const text = $('text').value;
+    if (!text.trim() || !state.selected) return;
+    const conv = state.selected;
+    const clientId = state.tab + '-' + (++state.counter);
+    const pending = { id: 'pending-' + clientId, direction: 'out', sender: state.me.login, msg_type: 'text', content: text, sent_at: new Date().toISOString(), pending: 'sending' };
+    state.messages.push(pending);
+    renderMessages();
+    $('text').value = '';
+    // A retry after a network failure sends the same client id: stored once.
+    for (let attempt = 0; attempt < 4; attempt++) {
+      try {
+        const r = await api('POST', '/api/conversations/' + conv + '/messages', { client_id: clientId, text });
+        const i = state.messages.indexOf(pending);
+        if (i >= 0 && !state.messages.some((m) => m.id === r.message_id)) {
+          state.messages[i] = Object.assign({}, pending, { id: r.message_id, pending: undefined });
+          if (!state.status.has(r.message_id)) state.status.set(r.message_id, { status: 'queued' });
+        } else if (i >= 0) {
+          state.messages.splice(i, 1);
+        }
+        renderMessages();
+        return;
+      } catch (e) {
+        if (e.status) {
+          state.messages.splice(state.messages.indexOf(pending), 1);
+          renderMessages();
+          $('text').value = text;
+          banner(e.message);
+          return;
+        }
+        await new Promise((ok) => setTimeout(ok, 500 * (attempt + 1)));
+      }
+    }
+    pending.pending = 'failed';
+    renderMessages();
+  }
+
+  function apply(ev) {
+    if (ev.type === 'message_filed') {
+      const it = state.convs.find((x) => x.conversation.id === ev.conversation);
+      if (it) {
+        it.last_message = ev.message;
+        if (ev.message.direction === 'in') {
+          it.conversation.awaiting_reply_since = it.conversation.awaiting_reply_since || ev.message.sent_at;
+          if (state.selected !== ev.conversation) it.unread += 1;
+        } else if (ev.message.agent_id) {
+          it.conversation.awaiting_reply_since = null;
+        }
+        renderList();
+      }
+      if (state.selected === ev.conversation && !state.messages.some((m) => m.id === ev.message.id)) {
+        const p = state.messages.findIndex((m) => m.pending && m.content === ev.message.content);
+        if (p >= 0) state.messages.splice(p, 1);
+        state.messages.push(ev.message);
+        renderMessages();
+        if (ev.message.direction === 'in') api('POST', '/api/conversations/' + ev.conversation + '/read', { message_id: ev.message.id }).catch(() => {});
+      }
+    } else if (ev.type === 'outbound_status') {
+      state.status.set(ev.message_id, { status: ev.status, reason: ev.reason });
+      if (state.messages.some((m) => m.id === ev.message_id)) renderMessages();
+    } else if (ev.type === 'conversation_changed') {
+      loadWorkbench().catch((e) => banner(e.message));
+    } else if (ev.type === 'agent_presence' && state.me && ev.agent === state.me.id) {
+      $('status').value = ev.status;
+    } else if (ev.type === 'supervisor_alert') {
+      banner(ev.text, 'warn');
+    }
+  }
+
+  function connect() {
+    const ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/api/ws');
+    state.ws = ws;
+    ws.onopen = () => {
+      const hello = { type: 'hello' };
+      if (state.welcomed) { hello.last_seq = state.seq; hello.epoch = state.epoch; }
+      ws.send(JSON.stringify(hello));
+    };
+    ws.onmessage = (m) => {
+      const f = JSON.parse(m.data);
+      if (f.type === 'welcome' || f.type === 'reload') {
+        const fresh = !state.welcomed || f.type === 'reload';
+        state.epoch = f.epoch;
+        if (fresh) state.seq = f.seq;
+        state.welcomed = true;
+        state.backoff = 500;
+        $('conn').textContent = T.connected;
+        $('conn').className = 'conn ok';
+        if (fresh) loadWorkbench().catch((e) => banner(e.message));
+      } else if (f.type === 'event') {
+        if (f.seq <= state.seq) return; // seen already
+        state.seq = f.seq;
+        apply(f.event);
+      }
+    };
+    ws.onclose = () => {
+      $('conn').textContent = T.reconnecting;
+      $('conn').className = 'conn down';
+      setTimeout(connect, state.backoff);
+      state.backoff = Math.min(state.backoff * 2, 10000);
+    };
+  }
+
+  async function act(path, body) {
+    if (!state.selected) return;
+    try {
+      await api('POST', '/api/conversations/' + state.selected + path, body);
+      await loadWorkbench();
+    } catch (e) {
+      banner(e.message);
+    }
+  }
+
+  $('send').addEventListener('click', send);
+  $('text').addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); send(); }
+  });
+  $('close').addEventListener('click', () => act('/close'));
+  $('transfer').addEventListener('click', () => {
+    const target = $('transfer-target').value.trim();
+    const note = $('transfer-note').value.trim();
+    if (!target) return;
+    const body = target.startsWith('g') ? { group_id: Number(target.slice(1)) } : { agent_id: Number(target) };
+    if (note) body.note = note;
+    act('/transfer', body);
+  });
+  $('status').addEventListener('change', () => {
+    api('POST', '/api/presence', { status: $('status').value }).catch((e) => banner(e.message));
+  });
+  setInterval(() => api('POST', '/api/presence/heartbeat').catch(() => {}), 30000);
+  setInterval(renderList, 60000);
+
+  // For tests and the curious: cut the socket (it reconnects and resumes).
+  window.kefuWorkbench = { cut: () => state.ws && state.ws.close(), state };
+  connect();
+})();

@@ -1,0 +1,405 @@
+//! The workbench in a real browser: Debian's headless Chromium driven by
+//! chromedriver over the W3C WebDriver protocol (a few HTTP calls, below).
+//! An agent signs in, receives a customer's WeChat message sent through the
+//! real callback, replies and sees it reach the fake WeChat API, has the
+//! socket cut and sees what was said meanwhile, transfers one conversation
+//! and closes another. Customer text is shown as text: `<script>` and
+//! `<img onerror>` run nothing.
+//!
+//! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (`.ci/run`
+//! installs them); without them the test fails and says so.
+//! `KEFU_SCREENSHOTS=1` also writes `docs/screenshots/workbench.png`.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine as _;
+use kefu::auth::Role;
+use kefu::routing::AgentStatus;
+use serde_json::{Value, json};
+
+use crate::desk::{changed, staff};
+use crate::helpers::{TestApp, spawn_app_with};
+use crate::login::browser::AGENT_PW;
+use crate::wechat_client::{Mode, text_xml_now};
+
+const WAIT: Duration = Duration::from_secs(15);
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+struct Browser {
+    driver: Child,
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Browser {
+    async fn start() -> (Browser, String) {
+        for bin in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
+            assert!(
+                std::path::Path::new(bin).exists(),
+                "{bin} is missing: apt-get install chromium chromium-driver (.ci/run does)"
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new("/usr/bin/chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let b = Browser {
+            driver,
+            http: reqwest::Client::new(),
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while b
+            .http
+            .get(format!("{}/status", b.base))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "chromedriver answers"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let profile = tempfile::tempdir().unwrap().keep();
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--window-size=1280,860", "--lang=zh-CN", format!("--user-data-dir={}", profile.display())]
+            }
+        }}});
+        let r: Value = b
+            .http
+            .post(format!("{}/session", b.base))
+            .json(&caps)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let session = r["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a browser session: {r}"))
+            .to_owned();
+        (b, session)
+    }
+}
+
+/// One browser session.
+struct Page {
+    b: Browser,
+    session: String,
+}
+
+impl Page {
+    async fn open() -> Page {
+        let (b, session) = Browser::start().await;
+        Page { b, session }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{path}", self.b.base, self.session);
+        let mut rb = self.b.http.request(method, url);
+        if let Some(body) = body {
+            rb = rb.json(&body);
+        }
+        let v: Value = rb.send().await.unwrap().json().await.unwrap();
+        assert!(v["value"].get("error").is_none(), "{path}: {v}");
+        v["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.call(reqwest::Method::POST, "/url", Some(json!({"url": url})))
+            .await;
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        v[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("{css}: {v}"))
+            .to_owned()
+    }
+
+    async fn click(&self, css: &str) {
+        let e = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{e}/click"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    async fn type_in(&self, css: &str, text: &str) {
+        let e = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{e}/value"),
+            Some(json!({"text": text})),
+        )
+        .await;
+    }
+
+    async fn js(&self, script: &str) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
+    /// Waits until `script` returns true.
+    async fn until(&self, what: &str, script: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if self.js(script).await == json!(true) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "in time: {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn screenshot(&self, name: &str) {
+        if std::env::var_os("KEFU_SCREENSHOTS").is_none() {
+            return;
+        }
+        let png = self.call(reqwest::Method::GET, "/screenshot", None).await;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+}
+
+async fn say(app: &TestApp, from: &str, id: i64, text: &str) {
+    let (status, _) = app.oa_post(Mode::Safe, &text_xml_now(from, id, text)).await;
+    assert_eq!(status, 200);
+}
+
+fn has_text(css: &str, text: &str) -> String {
+    format!(
+        "return [...document.querySelectorAll({css:?})].some(e => e.textContent.includes({text:?}));"
+    )
+}
+
+#[tokio::test]
+async fn an_agent_works_wechat_customers_in_the_browser() {
+    let app = spawn_app_with(|s| {
+        s.routing.queue_sweep_secs = 3600;
+        s.routing.reconcile_secs = 3600;
+    })
+    .await;
+    let alice = staff(&app, "alice", Role::Agent, AgentStatus::Idle).await;
+    let bob = staff(&app, "bob", Role::Agent, AgentStatus::Offline).await;
+    let page = Page::open().await;
+
+    // Sign in as a person does.
+    page.goto(&format!("{}/login", app.address)).await;
+    page.type_in("#login", "alice").await;
+    page.type_in("#password", AGENT_PW).await;
+    page.click("button[type=submit]").await;
+    page.until("signed in", "return location.pathname === '/';")
+        .await;
+    // In Chinese, the default for this company's agents.
+    page.goto(&format!("{}/lang/zh?next=/workbench", app.address))
+        .await;
+    page.until(
+        "the workbench",
+        "return location.pathname === '/workbench';",
+    )
+    .await;
+    assert_eq!(
+        page.js("return document.documentElement.lang;").await,
+        json!("zh-CN")
+    );
+    page.until(
+        "the socket is open",
+        "return document.getElementById('conn').className === 'conn ok';",
+    )
+    .await;
+
+    // A customer asks for a person through the real callback.
+    let mut rx = app.state.bus.subscribe();
+    say(&app, "oWang", 1, "转人工").await;
+    let first = changed(&mut rx, |c| c.state == "assigned").await;
+    assert_eq!(first.agent, Some(alice));
+    page.until(
+        "the conversation is listed",
+        "return document.querySelectorAll('#convs li.conv').length === 1;",
+    )
+    .await;
+    page.click("#convs li.conv").await;
+    page.until("its messages", &has_text("#messages .msg.in", "转人工"))
+        .await;
+
+    // Hostile text stays text.
+    say(&app, "oWang", 2, "<img src=x onerror=\"window.__pwned=1\">").await;
+    say(
+        &app,
+        "oWang",
+        3,
+        "<script>window.__pwned=2</script>我的车卖了吗",
+    )
+    .await;
+    page.until(
+        "the hostile text shown as text",
+        &has_text("#messages .msg.in", "我的车卖了吗"),
+    )
+    .await;
+    assert_eq!(
+        page.js("return window.__pwned === undefined;").await,
+        json!(true)
+    );
+    assert_eq!(
+        page.js("return document.querySelectorAll('#messages img, #messages script').length;")
+            .await,
+        json!(0)
+    );
+    assert!(
+        page.js(&has_text("#messages .msg.in", "<img src=x onerror"))
+            .await
+            == json!(true),
+        "shown literally"
+    );
+
+    // A reply reaches WeChat and shows as sent.
+    page.type_in("#text", "您好，您的车已售出，款项今天到账")
+        .await;
+    page.click("#send").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !app
+        .fake
+        .requests_to("message/custom/send")
+        .iter()
+        .any(|r| String::from_utf8_lossy(&r.body).contains("款项今天到账"))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the reply reached WeChat"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    page.until(
+        "shown as sent",
+        &has_text("#messages .msg.out .status", "已发送"),
+    )
+    .await;
+    page.screenshot("workbench.png").await;
+
+    // The socket is cut; the customer writes meanwhile; the tab catches up.
+    page.js("window.kefuWorkbench.state.backoff = 2000; window.kefuWorkbench.cut(); return true;")
+        .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while app.state.hub.counts().1 > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the socket closed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = app.state.hub.seq_of(alice);
+    say(&app, "oWang", 4, "断线时发的消息").await;
+    while app.state.hub.seq_of(alice) == before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "filed while the tab was away"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    page.until(
+        "what was missed",
+        &has_text("#messages .msg.in", "断线时发的消息"),
+    )
+    .await;
+    page.until(
+        "reconnected",
+        "return document.getElementById('conn').className === 'conn ok';",
+    )
+    .await;
+
+    // A second customer; the first is transferred to bob, the second closed.
+    say(&app, "oLi", 5, "人工").await;
+    changed(&mut rx, |c| {
+        c.state == "assigned" && c.conversation != first.conversation
+    })
+    .await;
+    page.until(
+        "two conversations",
+        "return document.querySelectorAll('#convs li.conv').length === 2;",
+    )
+    .await;
+    page.type_in("#transfer-target", &bob.0.to_string()).await;
+    page.type_in("#transfer-note", "客户问过户，bob 熟悉").await;
+    page.click("#transfer").await;
+    let moved = changed(&mut rx, |c| {
+        c.conversation == first.conversation && c.agent == Some(bob)
+    })
+    .await;
+    assert!(moved.reason.contains("过户"), "{moved:?}");
+    page.until(
+        "the transferred one left the list",
+        "return document.querySelectorAll('#convs li.conv').length === 1;",
+    )
+    .await;
+    page.click("#convs li.conv").await;
+    page.until(
+        "the second conversation",
+        &has_text("#messages .msg.in", "人工"),
+    )
+    .await;
+    page.click("#close").await;
+    let closed = changed(&mut rx, |c| c.state == "closed").await;
+    assert_ne!(closed.conversation, first.conversation);
+    page.until(
+        "an empty list",
+        "return document.querySelectorAll('#convs li.conv').length === 0;",
+    )
+    .await;
+
+    // The status switch is always there, and routing follows it.
+    assert_eq!(
+        page.js("return document.getElementById('status').value;")
+            .await,
+        json!("idle")
+    );
+    page.click("#status option[value=break]").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while app
+        .state
+        .router
+        .agent(alice, chrono::Utc::now())
+        .unwrap()
+        .status
+        != AgentStatus::Break
+    {
+        assert!(tokio::time::Instant::now() < deadline, "on break");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
