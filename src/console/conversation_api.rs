@@ -10,8 +10,8 @@
 //!   record.
 //!
 //! Allowed to the agent serving the conversation (once closed, the agent who
-//! served it last may still read it) and to supervisors and admins; others
-//! get 403. A move the conversation's state does not allow (closing a closed
+//! served it last may still read it), to supervisors of its group (its
+//! queue's, its customer's, or its agent's) and to admins; others get 403. A move the conversation's state does not allow (closing a closed
 //! conversation, transferring to the agent who has it) is a 409 with the
 //! reason; an unknown id a 404.
 
@@ -228,7 +228,10 @@ pub(crate) async fn conversation_for(
         }
         Err(e) => return Err(ApiError::internal(e)),
     };
-    if user.role.at_least(Role::Supervisor) || conv.agent_id == Some(user.agent_id.0) {
+    if user.role.at_least(Role::Admin) || conv.agent_id == Some(user.agent_id.0) {
+        return Ok(conv);
+    }
+    if user.role == Role::Supervisor && supervises(state, user, &conv).await? {
         return Ok(conv);
     }
     if parse_state(&conv).ok() == Some(ConversationState::Closed)
@@ -238,8 +241,51 @@ pub(crate) async fn conversation_for(
     }
     Err(ApiError::new(
         Code::Forbidden,
-        "only the agent serving this conversation or a supervisor may do this",
+        "only the agent serving this conversation or a supervisor of its group may do this",
     ))
+}
+
+/// Whether a supervisor oversees the conversation: it waits in one of their
+/// groups' queues, its customer belongs to one of their groups, or the
+/// agent serving it (or who served it last) is in one of them.
+async fn supervises(
+    state: &AppState,
+    user: &CurrentUser,
+    conv: &conversations::Model,
+) -> Result<bool, ApiError> {
+    let mine: std::collections::HashSet<i64> = state
+        .store
+        .agent_groups(user.agent_id)
+        .await?
+        .into_iter()
+        .map(|g| g.0)
+        .collect();
+    if mine.is_empty() {
+        return Ok(false);
+    }
+    if conv.queue_group_id.is_some_and(|g| mine.contains(&g)) {
+        return Ok(true);
+    }
+    let customer = state
+        .store
+        .customer(crate::ids::CustomerId(conv.customer_id))
+        .await?;
+    if customer.city_group_id.is_some_and(|g| mine.contains(&g)) {
+        return Ok(true);
+    }
+    let agent = match conv.agent_id {
+        Some(a) => Some(AgentId(a)),
+        None => state.store.last_agent_of(ConversationId(conv.id)).await?,
+    };
+    if let Some(a) = agent {
+        return Ok(state
+            .store
+            .agent_groups(a)
+            .await?
+            .iter()
+            .any(|g| mine.contains(&g.0)));
+    }
+    Ok(false)
 }
 
 #[derive(Serialize)]

@@ -915,7 +915,8 @@ async fn a_waiting_customer_transferred_to_another_group_keeps_their_place_there
         store.set_agent_status(a, AgentStatus::Busy).await.unwrap();
     }
     reload(&app).await;
-    let (_, boss) = user(&app, "boss", Role::Supervisor).await;
+    let (boss_id, boss) = user(&app, "boss", Role::Supervisor).await;
+    store.add_group_member(here, boss_id).await.unwrap();
     let mut rx = app.state.bus.subscribe();
     let mut waiting = Vec::new();
     for (i, open_id) in ["oSuzhou", "oNanjing"].into_iter().enumerate() {

@@ -13,7 +13,18 @@ async fn only_the_serving_agent_or_a_supervisor_closes_and_a_stale_close_is_a_co
     let app = spawn_app().await;
     let alice = staff(&app, "alice", Role::Agent, AgentStatus::Idle).await;
     staff(&app, "bob", Role::Agent, AgentStatus::Offline).await;
-    staff(&app, "sue", Role::Supervisor, AgentStatus::Offline).await;
+    let sue_id = staff(&app, "sue", Role::Supervisor, AgentStatus::Offline).await;
+    let tom = staff(&app, "tom", Role::Supervisor, AgentStatus::Offline).await;
+    // sue supervises alice's group; tom another one.
+    let store = &app.state.store;
+    let (mine, other) = (
+        store.create_city_group("上海").await.unwrap(),
+        store.create_city_group("北京").await.unwrap(),
+    );
+    for (g, a) in [(mine, alice), (mine, sue_id), (other, tom)] {
+        store.add_group_member(g, a).await.unwrap();
+    }
+    reload(&app).await;
     let mut rx = app.state.bus.subscribe();
     say(&app, "oClose", 1, "转人工").await;
     let got = changed(&mut rx, |c| c.state == "assigned").await;
@@ -30,6 +41,16 @@ async fn only_the_serving_agent_or_a_supervisor_closes_and_a_stale_close_is_a_co
     assert_eq!(status, 403, "not bob's: {body}");
     let detail = format!("/api/conversations/{}", got.conversation.0);
     assert_eq!(api_get(&app, &detail, Some(&bob)).await.0, 403);
+    // A supervisor of another group neither reads nor closes it.
+    let tom_s = session(&app, "tom").await;
+    assert_eq!(api_get(&app, &detail, Some(&tom_s)).await.0, 403);
+    assert_eq!(api_post(&app, &path, &tom_s, json!({})).await.0, 403);
+    let sue_s = session(&app, "sue").await;
+    assert_eq!(
+        api_get(&app, &detail, Some(&sue_s)).await.0,
+        200,
+        "her group's"
+    );
 
     let alice_s = session(&app, "alice").await;
     let (status, body) = api_post(&app, &path, &alice_s, json!({})).await;
@@ -147,7 +168,11 @@ async fn a_supervisor_transfers_to_a_group_and_routing_picks_its_agent() {
     let group = store.create_city_group("杭州").await.unwrap();
     let carol = staff(&app, "carol", Role::Agent, AgentStatus::Idle).await;
     store.add_group_member(group, carol).await.unwrap();
-    staff(&app, "sue", Role::Supervisor, AgentStatus::Offline).await;
+    let sue_id = staff(&app, "sue", Role::Supervisor, AgentStatus::Offline).await;
+    let home = store.create_city_group("总部").await.unwrap();
+    store.add_group_member(home, alice).await.unwrap();
+    store.add_group_member(home, sue_id).await.unwrap();
+    store.add_group_member(group, sue_id).await.unwrap();
     reload(&app).await;
     let sue = session(&app, "sue").await;
     let path = format!("/api/conversations/{}/transfer", got.conversation.0);

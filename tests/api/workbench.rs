@@ -325,9 +325,13 @@ async fn sockets_need_a_session_this_site_and_a_hello() {
 #[tokio::test]
 async fn only_who_may_see_a_conversation_watches_it() {
     let app = app().await;
-    staff(&app, "alice", Role::Agent, AgentStatus::Idle).await;
+    let alice = staff(&app, "alice", Role::Agent, AgentStatus::Idle).await;
     staff(&app, "bob", Role::Agent, AgentStatus::Offline).await;
-    staff(&app, "sue", Role::Supervisor, AgentStatus::Offline).await;
+    let sue = staff(&app, "sue", Role::Supervisor, AgentStatus::Offline).await;
+    let g = app.state.store.create_city_group("上海").await.unwrap();
+    app.state.store.add_group_member(g, alice).await.unwrap();
+    app.state.store.add_group_member(g, sue).await.unwrap();
+    crate::desk::reload(&app).await;
     let mut rx = app.state.bus.subscribe();
     say(&app, "oCar", 1, "转人工").await;
     let got = changed(&mut rx, |c| c.state == "assigned").await;
