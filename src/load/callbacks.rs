@@ -158,13 +158,24 @@ impl Generator {
 
     /// A new, never sent callback created at unix time `now`.
     fn fresh(&mut self, seq: u64, now: i64) -> Callback {
+        let follower = self.rng.random_range(0..self.spec.followers.len()) as u32;
+        let text = TEXTS[self.rng.random_range(0..TEXTS.len())];
+        self.build(seq, now, follower, text)
+    }
+
+    /// A new callback from follower `follower` saying `text #seq`
+    /// (`kefu load console` chooses who says what).
+    pub fn message(&mut self, seq: u64, follower: u32, text: &str) -> Callback {
+        let follower = follower % self.spec.followers.len() as u32;
+        self.build(seq, chrono::Utc::now().timestamp(), follower, text)
+    }
+
+    fn build(&mut self, seq: u64, now: i64, follower: u32, text: &str) -> Callback {
         let spec = &*self.spec;
-        let follower = self.rng.random_range(0..spec.followers.len()) as u32;
         let openid = &spec.followers[follower as usize];
         let msg_id = spec
             .msg_id_base
             .wrapping_add(i64::try_from(seq).unwrap_or(i64::MAX));
-        let text = TEXTS[self.rng.random_range(0..TEXTS.len())];
 
         // Writing to a String cannot fail.
         self.plain.clear();

@@ -25,6 +25,7 @@
 
 pub mod baseline;
 pub mod callbacks;
+pub mod console;
 pub mod crm;
 pub mod outbound;
 pub mod report;
@@ -83,6 +84,11 @@ pub enum LoadCommand {
     /// trades) while callbacks keep coming; report rows per second and the
     /// callbacks' latency during the sync against a baseline.
     Crm(crm::CrmArgs),
+    /// Seed thousands of agents with open conversations, start `kefu serve`
+    /// on them, open every agent's WebSocket, and time customers' messages
+    /// from callback to socket; then a reconnect storm (exit 1 on a lost,
+    /// duplicated or out-of-sequence event).
+    Console(console::ConsoleArgs),
 }
 
 /// `kefu load callbacks …`
@@ -187,6 +193,30 @@ pub async fn run(args: LoadArgs, config_dir: &Path) -> ExitCode {
                         print!("{}", report.render());
                     }
                     if report.invariants.ok() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(USAGE_EXIT)
+                }
+            }
+        }
+        LoadCommand::Console(a) => {
+            let json = a.json;
+            match console::run(a, config_dir).await {
+                Ok(report) => {
+                    if json {
+                        match serde_json::to_string(&report) {
+                            Ok(s) => println!("{s}"),
+                            Err(e) => eprintln!("error: {e}"),
+                        }
+                    } else {
+                        print!("{}", report.render());
+                    }
+                    if report.ok() {
                         ExitCode::SUCCESS
                     } else {
                         ExitCode::FAILURE

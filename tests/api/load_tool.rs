@@ -287,3 +287,32 @@ async fn the_crm_sync_benchmark_applies_every_row_with_callbacks_beside_it() {
     );
     assert!(report.during_sync_callbacks > 0, "{}", report.render());
 }
+
+#[tokio::test]
+async fn the_console_benchmark_delivers_every_message_once_and_survives_a_reconnect_storm() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::helpers::TestDb::new(dir.path()).await;
+    let args = kefu::load::console::ConsoleArgs {
+        agents: 20,
+        per_agent: 3,
+        rate: 100.0,
+        duration: 1.0,
+        storm_messages: 30,
+        database_url: Some(db.url.clone()),
+        json: false,
+        server_bin: Some(env!("CARGO_BIN_EXE_kefu").into()),
+    };
+    let report = kefu::load::console::run(args, &repo_config_dir())
+        .await
+        .expect("the benchmark runs");
+    assert!(report.ok(), "{}", report.render());
+    assert_eq!(report.assigned, 60, "{}", report.render());
+    assert_eq!(
+        (report.delivered, report.storm_delivered),
+        (100, 30),
+        "{}",
+        report.render()
+    );
+    assert_eq!(report.storm_reconnected, 20);
+    assert!(report.server_peak_rss_mb > 0.0);
+}
