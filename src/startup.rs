@@ -135,6 +135,10 @@ impl Application {
         .with_ingest(ingest.clone())
         .with_outbox(outbox.clone());
         pipeline.start(&mut workers);
+        if crate::conversation::unionid::UnionidLinker::wanted(&channels) {
+            crate::conversation::unionid::UnionidLinker::new(pipeline.clone(), channels.clone())
+                .start(&bus, &mut workers);
+        }
         crate::conversation::timeouts::Timeouts::new(pipeline.clone()).start(&mut workers);
         let queue = crate::routing::queue::Drainer::new(pipeline.clone());
         queue.start(&mut workers);

@@ -90,6 +90,14 @@ pub enum Event {
         customer: CustomerId,
         message: FiledMessage,
     },
+    /// Customers were merged: their channel identities now belong to
+    /// another customer, so every instance forgets who they belonged to.
+    /// Empty `identities` means "forget every customer" (a CRM batch).
+    CustomersMerged {
+        removed: Vec<CustomerId>,
+        #[serde(default)]
+        identities: Vec<(String, String, String)>,
+    },
     /// Free-form signal used by health checks and tests.
     Ping { nonce: String },
 }

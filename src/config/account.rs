@@ -83,6 +83,10 @@ pub struct Account {
     pub token_mode: TokenMode,
     /// Passive reply to a new follower (关注自动回复), if any.
     pub welcome_message: Option<String>,
+    /// Asks WeChat for each new customer's unionid (OA `user/info`, WeCom
+    /// `kf/customer/batchget`) and joins customers who share one. Only
+    /// accounts bound to a WeChat Open Platform account get unionids.
+    pub link_unionid: bool,
     /// The file it came from.
     pub file: PathBuf,
 }
@@ -94,7 +98,15 @@ impl Account {
     }
 }
 
-const COMMON_KEYS: &[&str] = &["id", "kind", "name", "secret", "token", "encoding_aes_key"];
+const COMMON_KEYS: &[&str] = &[
+    "id",
+    "kind",
+    "name",
+    "secret",
+    "token",
+    "encoding_aes_key",
+    "link_unionid",
+];
 const OA_KEYS: &[&str] = &["app_id", "message_mode", "token_mode", "welcome_message"];
 const WECOM_KEYS: &[&str] = &["corp_id"];
 
@@ -381,6 +393,18 @@ pub fn parse(file: &Path, text: &str) -> Result<Account, Vec<ConfigProblem>> {
         );
     }
 
+    let link_unionid = match table.get("link_unionid") {
+        None => false,
+        Some(toml::Value::Boolean(b)) => *b,
+        Some(other) => {
+            bad(
+                "link_unionid",
+                format!("must be true or false, not {}", other.type_str()),
+            );
+            false
+        }
+    };
+
     let name = match str_of("name") {
         Ok(n) => n.unwrap_or_else(|| id.as_ref().map(|i| i.to_string()).unwrap_or_default()),
         Err(m) => {
@@ -402,6 +426,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Account, Vec<ConfigProblem>> {
                 message_mode,
                 token_mode,
                 welcome_message,
+                link_unionid,
                 file: file.to_owned(),
             })
         }

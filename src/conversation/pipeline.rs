@@ -175,6 +175,33 @@ impl Pipeline {
         self.open.invalidate_all();
     }
 
+    /// Forgets the customers merged away and the identities that moved
+    /// (all customers when `identities` is empty).
+    pub async fn forget_merged(
+        &self,
+        removed: &[CustomerId],
+        identities: &[(String, String, String)],
+    ) {
+        if identities.is_empty() {
+            self.forget_customers();
+            return;
+        }
+        let mut accounts = Vec::new();
+        for (kind, account, value) in identities {
+            if let Some(k) = IdentityKind::parse(kind) {
+                self.customers
+                    .invalidate(&(k.as_str(), account.clone(), value.clone()))
+                    .await;
+            }
+            accounts.push(account.clone());
+        }
+        for c in removed {
+            for a in &accounts {
+                self.open.invalidate(&(c.0, a.clone())).await;
+            }
+        }
+    }
+
     pub fn bus(&self) -> &Bus {
         &self.bus
     }
@@ -286,6 +313,10 @@ impl Pipeline {
             Event::AgentPresence { agent, status } => {
                 self.router.set_status(*agent, *status);
             }
+            Event::CustomersMerged {
+                removed,
+                identities,
+            } => self.forget_merged(removed, identities).await,
             _ => {}
         }
     }

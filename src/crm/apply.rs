@@ -313,6 +313,11 @@ impl<'a> Sync<'a> {
             .collect();
         if after.contains(&After::ForgetCustomers) {
             state.pipeline.forget_customers();
+            // Other instances too.
+            state.bus.publish(crate::bus::Event::CustomersMerged {
+                removed: Vec::new(),
+                identities: Vec::new(),
+            });
         }
         if after.contains(&After::Reload)
             && let Err(e) = state.router.reload(&state.store).await

@@ -660,7 +660,14 @@ pub async fn upsert_customer<C: ConnectionTrait>(
     let mut merged = Vec::new();
     for (other, _) in holders {
         if other != id.0 && !merged.contains(&CustomerId(other)) {
-            merge_customer(db, CustomerId(other), id).await?;
+            merge_customer(
+                db,
+                CustomerId(other),
+                id,
+                "合并客户（CRM）/ customers merged by the CRM",
+                "crm",
+            )
+            .await?;
             merged.push(CustomerId(other));
         }
     }
@@ -763,10 +770,12 @@ pub async fn insert_customer<C: ConnectionTrait>(
 /// Moves everything of `from` (a customer Kefu made) to `into`, then
 /// removes `from`. The dedicated agent of `from` carries over when `into`
 /// has none.
-async fn merge_customer<C: ConnectionTrait>(
+pub(crate) async fn merge_customer<C: ConnectionTrait>(
     db: &C,
     from: CustomerId,
     into: CustomerId,
+    why: &str,
+    actor: &str,
 ) -> Result<(), StoreError> {
     customer_identities::Entity::update_many()
         .col_expr(customer_identities::Column::CustomerId, Expr::value(into.0))
@@ -810,8 +819,8 @@ async fn merge_customer<C: ConnectionTrait>(
             from_state: Set(Some(c.state.clone())),
             to_state: Set("closed".into()),
             agent_id: Set(c.agent_id),
-            reason: Set("合并客户（CRM）/ customers merged by the CRM".into()),
-            actor: Set("crm".into()),
+            reason: Set(why.into()),
+            actor: Set(actor.into()),
             at: Set(now),
             ..Default::default()
         }

@@ -2,7 +2,10 @@
 //! external users. An identity belongs to exactly one customer.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionTrait,
+};
 
 use super::entities::{customer_identities as ids, customers};
 use super::{Store, StoreError};
@@ -30,6 +33,36 @@ impl IdentityKind {
             IdentityKind::WebVisitor => "web_visitor",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            IdentityKind::OaOpenId,
+            IdentityKind::WecomExternalUserId,
+            IdentityKind::UnionId,
+            IdentityKind::WebVisitor,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// What [`Store::link_unionid`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnionLink {
+    /// The customer now carries the unionid.
+    Added,
+    /// They had it already.
+    Already,
+    /// Another customer had it: one was merged into the other. `moved` are
+    /// the identities that changed hands (what caches must forget).
+    Merged {
+        removed: CustomerId,
+        kept: CustomerId,
+        moved: Vec<(String, String, String)>,
+    },
+    /// Another customer has it, and the CRM says they are two people (two
+    /// different CRM ids): nothing changed.
+    Conflict { other: CustomerId },
 }
 
 /// A follower's state as stored.
@@ -90,6 +123,134 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// Every channel identity of the customer.
+    pub async fn identities_of(&self, customer: CustomerId) -> Result<Vec<ids::Model>, StoreError> {
+        Ok(ids::Entity::find()
+            .filter(ids::Column::CustomerId.eq(customer.0))
+            .all(self.conn())
+            .await?)
+    }
+
+    /// Gives the customer the unionid WeChat reported for one of their
+    /// channel identities, joining them with the customer who already has
+    /// it (the same person on another account): the one the CRM knows is
+    /// kept, else the older. A nickname fills an empty name.
+    pub async fn link_unionid(
+        &self,
+        customer: CustomerId,
+        unionid: &str,
+        nickname: Option<&str>,
+    ) -> Result<UnionLink, StoreError> {
+        let txn = self.writer().begin().await?;
+        let holder = ids::Entity::find()
+            .filter(ids::Column::Kind.eq(IdentityKind::UnionId.as_str()))
+            .filter(ids::Column::AccountId.eq(""))
+            .filter(ids::Column::Value.eq(unionid))
+            .one(&txn)
+            .await?;
+        let mut outcome = match holder {
+            Some(h) if h.customer_id == customer.0 => UnionLink::Already,
+            None => {
+                let now = Utc::now();
+                ids::ActiveModel {
+                    customer_id: Set(customer.0),
+                    kind: Set(IdentityKind::UnionId.as_str().into()),
+                    account_id: Set(String::new()),
+                    value: Set(unionid.into()),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                    ..Default::default()
+                }
+                .insert(&txn)
+                .await
+                .map_err(StoreError::from_insert)?;
+                UnionLink::Added
+            }
+            Some(h) => {
+                let mine = customers::Entity::find_by_id(customer.0)
+                    .one(&txn)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                let theirs = customers::Entity::find_by_id(h.customer_id)
+                    .one(&txn)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                match (&mine.crm_id, &theirs.crm_id) {
+                    (Some(a), Some(b)) if a != b => UnionLink::Conflict {
+                        other: CustomerId(theirs.id),
+                    },
+                    _ => {
+                        let keep_mine = mine.crm_id.is_some() && theirs.crm_id.is_none()
+                            || (mine.crm_id.is_some() == theirs.crm_id.is_some()
+                                && mine.id < theirs.id);
+                        let (kept, removed) = if keep_mine {
+                            (mine.id, theirs.id)
+                        } else {
+                            (theirs.id, mine.id)
+                        };
+                        let moved = ids::Entity::find()
+                            .filter(ids::Column::CustomerId.eq(removed))
+                            .all(&txn)
+                            .await?
+                            .into_iter()
+                            .map(|i| (i.kind, i.account_id, i.value))
+                            .collect();
+                        super::crm::merge_customer(
+                            &txn,
+                            CustomerId(removed),
+                            CustomerId(kept),
+                            "同一微信用户（unionid）/ the same WeChat user (unionid)",
+                            "system",
+                        )
+                        .await?;
+                        // The name and region Kefu learnt for the removed
+                        // customer fill gaps of the kept one.
+                        let gone = if keep_mine { &theirs } else { &mine };
+                        fill_gaps(&txn, CustomerId(kept), gone).await?;
+                        UnionLink::Merged {
+                            removed: CustomerId(removed),
+                            kept: CustomerId(kept),
+                            moved,
+                        }
+                    }
+                }
+            }
+        };
+        let named = match &outcome {
+            UnionLink::Merged { kept, .. } => Some(*kept),
+            UnionLink::Conflict { .. } => None,
+            _ => Some(customer),
+        };
+        if let (Some(who), Some(nick)) = (named, nickname.filter(|n| !n.trim().is_empty())) {
+            customers::Entity::update_many()
+                .col_expr(customers::Column::Name, Expr::value(nick))
+                .filter(customers::Column::Id.eq(who.0))
+                .filter(customers::Column::Name.is_null())
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        if let UnionLink::Merged { moved, .. } = &mut outcome {
+            moved.sort();
+        }
+        Ok(outcome)
+    }
+
+    /// Sets the customer's name when they have none (a WeCom nickname).
+    pub async fn name_if_unnamed(
+        &self,
+        customer: CustomerId,
+        name: &str,
+    ) -> Result<(), StoreError> {
+        customers::Entity::update_many()
+            .col_expr(customers::Column::Name, Expr::value(name))
+            .filter(customers::Column::Id.eq(customer.0))
+            .filter(customers::Column::Name.is_null())
+            .exec(self.writer())
+            .await?;
+        Ok(())
     }
 
     /// The channel id Kefu writes to for this customer on this account
@@ -197,4 +358,37 @@ impl Store {
                 location_at: r.location_at,
             }))
     }
+}
+
+/// Copies what `gone` knew and `into` does not (name, phone, region, city
+/// group, dedicated agent is handled by the merge).
+async fn fill_gaps<C: ConnectionTrait>(
+    db: &C,
+    into: CustomerId,
+    gone: &customers::Model,
+) -> Result<(), StoreError> {
+    let fields = [
+        (customers::Column::Name, gone.name.clone()),
+        (customers::Column::Phone, gone.phone.clone()),
+        (customers::Column::Region, gone.region.clone()),
+    ];
+    for (col, value) in fields {
+        if let Some(v) = value {
+            customers::Entity::update_many()
+                .col_expr(col, Expr::value(v))
+                .filter(customers::Column::Id.eq(into.0))
+                .filter(col.is_null())
+                .exec(db)
+                .await?;
+        }
+    }
+    if let Some(g) = gone.city_group_id {
+        customers::Entity::update_many()
+            .col_expr(customers::Column::CityGroupId, Expr::value(g))
+            .filter(customers::Column::Id.eq(into.0))
+            .filter(customers::Column::CityGroupId.is_null())
+            .exec(db)
+            .await?;
+    }
+    Ok(())
 }

@@ -87,6 +87,9 @@ struct State {
     kf_page_size: usize,
     /// (open_kfid, external_userid) -> (service_state, servicer_userid); default (1, "").
     kf_service_state: HashMap<(String, String), (i64, String)>,
+    /// openid or external_userid -> (unionid, nickname) for `user/info` and
+    /// `kf/customer/batchget`; unknown users get no unionid.
+    users: HashMap<String, (Option<String>, Option<String>)>,
     media: HashMap<String, StoredMedia>,
     /// Plain files served at paths outside `/cgi-bin/` (e.g. an image's `PicUrl`).
     files: HashMap<String, StoredMedia>,
@@ -107,6 +110,7 @@ impl State {
             kf_messages: HashMap::new(),
             kf_page_size: 1000,
             kf_service_state: HashMap::new(),
+            users: HashMap::new(),
             media: HashMap::new(),
             files: HashMap::new(),
             uploaded: Vec::new(),
@@ -362,6 +366,15 @@ impl FakeWechat {
     }
 
     /// Make `media/get?media_id=` answer these bytes with this content type.
+    /// What `user/info` (openid) and `kf/customer/batchget`
+    /// (external_userid) answer for this user.
+    pub fn set_user(&self, id: &str, unionid: Option<&str>, nickname: Option<&str>) {
+        self.shared.lock().users.insert(
+            id.to_owned(),
+            (unionid.map(str::to_owned), nickname.map(str::to_owned)),
+        );
+    }
+
     pub fn put_media(&self, media_id: &str, content_type: &str, bytes: Vec<u8>) {
         self.shared.lock().media.insert(
             media_id.to_owned(),

@@ -24,5 +24,6 @@ mod survey;
 mod tickets;
 mod timeouts;
 mod transfer;
+mod unionid;
 mod wecom;
 mod workbench;

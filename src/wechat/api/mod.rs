@@ -10,6 +10,7 @@
 //! - `message` (OA customer-service messages, typing), `template`, `kf`
 //!   (WeCom kf pull, send, session state), `outbound` (the channel-neutral
 //!   [`OutboundContent`] and [`ApiClient::send`]).
+//! - `user`: a customer's unionid and nickname ([`CustomerInfo`]).
 //! - `media`: `media/upload` and `media/get` ([`MediaStream`]).
 //! - `error` / `reason`: [`ApiError`], its [`ErrorClass`] and the sentence
 //!   shown to agents.
@@ -24,6 +25,7 @@ mod reason;
 mod store;
 pub mod template;
 mod token;
+pub mod user;
 
 pub use client::{ApiClient, ApiConfig, ApiFamily, TokenMode};
 pub use error::{ApiError, ErrorClass, classify};
@@ -34,3 +36,4 @@ pub use outbound::{OutboundContent, SendReceipt, SendRoute};
 pub use store::{MemoryTokenStore, StoredToken, TokenStore, TokenStoreError, now_ms};
 pub use template::{TemplateField, TemplateMessage, TemplateMiniProgram};
 pub use token::TokenPolicy;
+pub use user::CustomerInfo;

@@ -55,6 +55,8 @@ enum Ep {
     KfSendMsg,
     KfStateGet,
     KfStateTrans,
+    UserInfo,
+    KfCustomers,
 }
 
 impl Ep {
@@ -72,6 +74,8 @@ impl Ep {
             "kf/send_msg" => Ep::KfSendMsg,
             "kf/service_state/get" => Ep::KfStateGet,
             "kf/service_state/trans" => Ep::KfStateTrans,
+            "user/info" => Ep::UserInfo,
+            "kf/customer/batchget" => Ep::KfCustomers,
             _ => return None,
         })
     }
@@ -79,7 +83,7 @@ impl Ep {
     fn method(self) -> Method {
         match self {
             Ep::Token | Ep::GetToken => Method::Any,
-            Ep::MediaGet => Method::Get,
+            Ep::MediaGet | Ep::UserInfo => Method::Get,
             _ => Method::Post,
         }
     }
@@ -88,7 +92,7 @@ impl Ep {
     fn json_body(self) -> bool {
         !matches!(
             self,
-            Ep::Token | Ep::GetToken | Ep::MediaUpload | Ep::MediaGet
+            Ep::Token | Ep::GetToken | Ep::MediaUpload | Ep::MediaGet | Ep::UserInfo
         )
     }
 
@@ -221,6 +225,37 @@ pub(super) fn dispatch(st: &mut State, rec: &Recorded, content_type: &str) -> Re
                 filename: media.filename.clone(),
                 bytes: media.bytes.clone(),
             }
+        }
+        Ep::UserInfo => {
+            let Some(openid) = q("openid").filter(|o| !o.is_empty()) else {
+                return err(40003, "invalid openid");
+            };
+            let mut answer = json!({"subscribe": 1, "openid": openid, "language": "zh_CN"});
+            if let Some((Some(u), _)) = st.users.get(openid) {
+                answer["unionid"] = json!(u);
+            }
+            Reply::Json(answer)
+        }
+        Ep::KfCustomers => {
+            let Some(list) = body.get("external_userid_list").and_then(Value::as_array) else {
+                return err(40096, "invalid external userid");
+            };
+            let (mut found, mut invalid) = (Vec::new(), Vec::new());
+            for id in list.iter().filter_map(Value::as_str) {
+                match st.users.get(id) {
+                    Some((unionid, nickname)) => {
+                        let mut c = json!({"external_userid": id, "nickname": nickname.clone().unwrap_or_default(), "avatar": "", "gender": 0});
+                        if let Some(u) = unionid {
+                            c["unionid"] = json!(u);
+                        }
+                        found.push(c);
+                    }
+                    None => invalid.push(json!(id)),
+                }
+            }
+            Reply::Json(
+                json!({"errcode": 0, "errmsg": "ok", "customer_list": found, "invalid_external_userid": invalid}),
+            )
         }
         Ep::KfSyncMsg => {
             let Some(open_kfid) = s("open_kfid") else {
