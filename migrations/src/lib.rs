@@ -13,6 +13,7 @@ mod m20261123_000007_routing;
 mod m20261123_000008_surveys_per_close;
 mod m20261207_000009_crm;
 mod m20261207_000010_console;
+mod m20261207_000011_console_access;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000008_surveys_per_close::Migration),
             Box::new(m20261207_000009_crm::Migration),
             Box::new(m20261207_000010_console::Migration),
+            Box::new(m20261207_000011_console_access::Migration),
         ]
     }
 }

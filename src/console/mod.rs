@@ -7,6 +7,7 @@
 pub mod account;
 pub mod admin;
 pub mod conversation_api;
+pub mod customer_api;
 pub mod health;
 pub mod i18n;
 pub mod login;
@@ -41,6 +42,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     presence_api::routes(cfg);
     routing_api::routes(cfg);
     conversation_api::routes(cfg);
+    customer_api::routes(cfg);
     ticket_api::routes(cfg);
     survey_api::routes(cfg);
     realtime::routes(cfg);

@@ -1,7 +1,6 @@
-//! `GET /media/{id}`: a stored file, for signed-in console users.
-//!
-//! Any signed-in user may read any object for now; the console issue
-//! narrows this to users who may see the conversation. Signed out, pages
+//! `GET /media/{id}`: a stored file, for the console users who may see a
+//! conversation or customer it was sent or received in (admins: any).
+//! Anyone else is told it does not exist. Signed out, pages
 //! redirect to the sign-in page (see `CurrentUser`). Pictures, sound and
 //! video are served inline, everything else as an attachment; the type is
 //! the recorded one and browsers are told not to guess another.
@@ -30,6 +29,9 @@ async fn serve(
 ) -> Result<HttpResponse, ApiError> {
     let not_found = || ApiError::new(Code::NotFound, "no such media");
     let id: i64 = id.parse().map_err(|_| not_found())?;
+    if !may_see(&state, &user, id).await? {
+        return Err(not_found());
+    }
     let (row, path) = state.media.store.open(id).await.map_err(|e| match e {
         MediaError::NotFound => not_found(),
         e => ApiError::internal(e),
@@ -74,4 +76,28 @@ async fn serve(
         ))
         .no_chunking(row.size.max(0) as u64)
         .streaming(body))
+}
+
+/// Whether `user` may see a conversation or customer the object is used in.
+async fn may_see(state: &AppState, user: &CurrentUser, id: i64) -> Result<bool, ApiError> {
+    if user.role.at_least(crate::auth::Role::Admin) {
+        return Ok(true);
+    }
+    for u in state.store.media_uses(id).await? {
+        if let Some(c) = u.conversation
+            && crate::console::conversation_api::conversation_for(state, user, c)
+                .await
+                .is_ok()
+        {
+            return Ok(true);
+        }
+        if let Some(c) = u.customer
+            && crate::console::customer_api::customer_for(state, user, c)
+                .await
+                .is_ok()
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

@@ -5,6 +5,7 @@ pub mod agents;
 pub mod bulk;
 pub mod conversations;
 pub mod crm;
+pub mod customer_view;
 pub mod entities;
 pub mod followers;
 pub mod kf;

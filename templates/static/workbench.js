@@ -56,7 +56,7 @@
   }
 
   function channelName(c) {
-    return { oa: T.channel_oa, kf: T.channel_kf, web: T.channel_web }[c] || c;
+    return { oa: T.channel_oa, kf: T.channel_kf, wecom_kf: T.channel_kf, web: T.channel_web }[c] || c;
   }
 
   function since(iso) {
@@ -156,6 +156,9 @@
     if (state.selected !== id) return;
     state.messages = d.messages;
     $('chat').hidden = false;
+    if (String($('panel').dataset.customer) !== String(d.conversation.customer_id) || $('panel').hidden) {
+      loadPanel(d.conversation.customer_id).catch(() => {});
+    }
     $('chat-title').textContent = (current() && current().customer && current().customer.name) || T.customer + ' #' + d.conversation.customer_id;
     renderMessages();
     renderWindow(current());
@@ -164,6 +167,87 @@
     if (it) it.unread = 0;
     renderList();
     if (last) api('POST', '/api/conversations/' + id + '/read', { message_id: last }).catch(() => {});
+  }
+
+  // The customer panel: CRM record, channels, trades, conversations and
+  // the whole history across channels, paged back on request.
+  function row(dl, label, value) {
+    dl.append(el('dt', null, label), el('dd', null, value === null || value === undefined || value === '' ? T.none : value));
+  }
+
+  async function loadPanel(customerId) {
+    const box = $('panel');
+    let p;
+    try {
+      p = await api('GET', '/api/customers/' + customerId);
+    } catch (e) {
+      box.hidden = true;
+      return;
+    }
+    if (!current() || current().conversation.customer_id !== customerId) return;
+    const c = p.customer;
+    box.replaceChildren();
+    box.dataset.customer = c.id;
+    box.append(el('h3', null, c.name || T.customer + ' #' + c.id));
+    const dl = el('dl');
+    row(dl, T.panel_crm, c.crm_id);
+    row(dl, T.panel_phone, c.phone);
+    row(dl, T.panel_region, c.region);
+    row(dl, T.panel_group, c.city_group && c.city_group.name);
+    row(dl, T.panel_agent, c.dedicated_agent && c.dedicated_agent.name);
+    const tags = el('dd');
+    if (c.tags.length === 0) tags.textContent = T.none;
+    for (const t of c.tags) tags.append(el('span', 'tag', t));
+    dl.append(el('dt', null, T.panel_tags), tags);
+    box.append(dl);
+    box.append(el('h4', null, T.panel_channels));
+    for (const i of p.identities) {
+      const line = el('div', 'small');
+      const kind = { oa_openid: T.channel_oa, wecom_external_userid: T.channel_kf, web_visitor: T.channel_web }[i.kind] || i.kind;
+      line.textContent = kind + (i.account_name ? ' · ' + i.account_name : '') + ' · ' + i.value;
+      box.append(line);
+    }
+    box.append(el('h4', null, T.panel_trades));
+    if (p.vehicles.length === 0) box.append(el('div', 'small', T.none));
+    for (const v of p.vehicles) {
+      const t = el('div', 'trade');
+      t.append(el('div', null, [v.plate, v.model].filter(Boolean).join(' · ')));
+      t.append(el('div', 'small', T.trade_payment + '：' + v.payment_status + ' · ' + T.trade_sale + '：' + v.sale_status));
+      if (v.order_no) t.append(el('div', 'small', v.order_no));
+      box.append(t);
+    }
+    box.append(el('h4', null, T.panel_conversations));
+    for (const cv of p.conversations) {
+      const d = el('div', 'pconv small');
+      d.textContent = channelName(cv.channel) + ' · ' + new Date(cv.opened_at).toLocaleDateString() + ' · ' + (T['state_' + cv.state] || cv.state) + (cv.agent_name ? ' · ' + cv.agent_name : '');
+      box.append(d);
+    }
+    box.append(el('h4', null, T.panel_history));
+    const hist = el('div');
+    hist.id = 'history';
+    box.append(hist);
+    const more = el('button', 'secondary', T.load_earlier);
+    more.type = 'button';
+    more.id = 'history-more';
+    box.append(more);
+    let before = null;
+    async function page() {
+      const q = '/api/customers/' + c.id + '/messages?limit=30' + (before ? '&before=' + before : '');
+      const h = await api('GET', q);
+      const frag = document.createDocumentFragment();
+      for (const m of h.messages) {
+        const d = el('div', 'hmsg ' + m.direction);
+        d.append(el('div', 'small', channelName(m.channel) + ' · ' + (m.direction === 'in' ? T.customer : m.sender) + ' · ' + new Date(m.sent_at).toLocaleString()));
+        d.append(el('div', null, m.content || preview(m)));
+        frag.append(d);
+      }
+      hist.prepend(frag);
+      if (h.messages.length) before = h.messages[0].id;
+      more.hidden = !h.more;
+    }
+    more.addEventListener('click', () => page().catch((e) => banner(e.message)));
+    box.hidden = false;
+    await page();
   }
 
   async function loadWorkbench() {
@@ -175,6 +259,7 @@
     if (state.selected && !current()) {
       // No longer mine (transferred, closed).
       $('chat').hidden = true;
+      $('panel').hidden = true;
       state.selected = null;
     } else if (state.selected) {
       await select(state.selected);

@@ -253,6 +253,24 @@ async fn an_agent_works_wechat_customers_in_the_browser() {
     say(&app, "oWang", 1, "转人工").await;
     let first = changed(&mut rx, |c| c.state == "assigned").await;
     assert_eq!(first.agent, Some(alice));
+    // What the CRM knows of them, for the customer panel.
+    kefu::store::crm::upsert_vehicle(
+        app.state.store.writer(),
+        &kefu::store::crm::VehicleRow {
+            crm_id: "t-1".into(),
+            customer: first.customer,
+            plate: Some("沪A·12345".into()),
+            model: Some("大众 帕萨特".into()),
+            order_no: None,
+            payment_status: "已打款".into(),
+            payment_updated_at: None,
+            sale_status: "已售出".into(),
+            sale_updated_at: None,
+            details: None,
+        },
+    )
+    .await
+    .unwrap();
     page.until(
         "the conversation is listed",
         "return document.querySelectorAll('#convs li.conv').length === 1;",
@@ -261,6 +279,16 @@ async fn an_agent_works_wechat_customers_in_the_browser() {
     page.click("#convs li.conv").await;
     page.until("its messages", &has_text("#messages .msg.in", "转人工"))
         .await;
+    page.until(
+        "the customer panel",
+        &has_text("#panel .trade", "沪A·12345"),
+    )
+    .await;
+    page.until(
+        "the history across channels",
+        &has_text("#panel #history .hmsg", "转人工"),
+    )
+    .await;
 
     // Hostile text stays text.
     say(&app, "oWang", 2, "<img src=x onerror=\"window.__pwned=1\">").await;

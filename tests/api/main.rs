@@ -10,6 +10,7 @@ mod bus;
 mod cli;
 mod conversations;
 mod crm;
+mod customer_panel;
 mod desk;
 mod health;
 mod ip_region;

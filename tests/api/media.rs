@@ -18,7 +18,7 @@ use crate::login::browser;
 use crate::wechat_client::Mode;
 
 /// A small real PNG header and some body bytes.
-fn png(tag: &str) -> Vec<u8> {
+pub(crate) fn png(tag: &str) -> Vec<u8> {
     let mut b = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
     b.extend_from_slice(tag.as_bytes());
     b
@@ -30,7 +30,7 @@ fn jpeg(tag: &str) -> Vec<u8> {
     b
 }
 
-fn image_xml(msg_id: i64, media_id: &str, pic_url: &str) -> String {
+pub(crate) fn image_xml(msg_id: i64, media_id: &str, pic_url: &str) -> String {
     format!(
         "<xml><ToUserName><![CDATA[gh_fake]]></ToUserName><FromUserName><![CDATA[oCustomer]]></FromUserName>\
          <CreateTime>1714036504</CreateTime><MsgType><![CDATA[image]]></MsgType>\

@@ -19,6 +19,7 @@ pub mod media_objects;
 pub mod media_uploads;
 pub mod messages;
 pub mod outbox;
+pub mod quick_replies;
 pub mod region_groups;
 pub mod sessions;
 pub mod setup_tokens;

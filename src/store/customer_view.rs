@@ -1,0 +1,106 @@
+//! What the console's customer panel reads: a customer's conversations on
+//! every channel, their whole message history, who has served them, and
+//! which messages carry a media object (who may open it).
+
+use std::collections::BTreeSet;
+
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use super::entities::{conversation_transitions as transitions, conversations, messages};
+use super::{Store, StoreError};
+use crate::ids::{AgentId, ConversationId, CustomerId, MessageId};
+
+/// Conversations listed in a customer panel.
+pub const PANEL_CONVERSATIONS: u64 = 200;
+
+/// Where a media object was sent or received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaUse {
+    pub conversation: Option<ConversationId>,
+    pub customer: Option<CustomerId>,
+}
+
+impl Store {
+    /// The customer's conversations on every account, newest first.
+    pub async fn customer_conversations(
+        &self,
+        customer: CustomerId,
+    ) -> Result<Vec<conversations::Model>, StoreError> {
+        Ok(conversations::Entity::find()
+            .filter(conversations::Column::CustomerId.eq(customer.0))
+            .order_by_desc(conversations::Column::Id)
+            .limit(PANEL_CONVERSATIONS)
+            .all(self.conn())
+            .await?)
+    }
+
+    /// A page of everything said with the customer on every channel,
+    /// oldest first: the latest `limit`, or the `limit` before `before`.
+    pub async fn customer_messages(
+        &self,
+        customer: CustomerId,
+        before: Option<MessageId>,
+        limit: u64,
+    ) -> Result<Vec<messages::Model>, StoreError> {
+        let mut q = messages::Entity::find().filter(messages::Column::CustomerId.eq(customer.0));
+        if let Some(b) = before {
+            q = q.filter(messages::Column::Id.lt(b.0));
+        }
+        let mut rows = q
+            .order_by_desc(messages::Column::Id)
+            .limit(limit)
+            .all(self.conn())
+            .await?;
+        rows.reverse();
+        Ok(rows)
+    }
+
+    /// Every agent who holds or held one of the customer's conversations.
+    pub async fn agents_who_served(
+        &self,
+        customer: CustomerId,
+    ) -> Result<Vec<AgentId>, StoreError> {
+        let convs: Vec<i64> = conversations::Entity::find()
+            .select_only()
+            .column(conversations::Column::Id)
+            .filter(conversations::Column::CustomerId.eq(customer.0))
+            .into_tuple()
+            .all(self.conn())
+            .await?;
+        let mut out = BTreeSet::new();
+        for chunk in convs.chunks(500) {
+            let agents: Vec<Option<i64>> = transitions::Entity::find()
+                .select_only()
+                .column(transitions::Column::AgentId)
+                .distinct()
+                .filter(transitions::Column::ConversationId.is_in(chunk.to_vec()))
+                .filter(transitions::Column::AgentId.is_not_null())
+                .into_tuple()
+                .all(self.conn())
+                .await?;
+            out.extend(agents.into_iter().flatten());
+        }
+        Ok(out.into_iter().map(AgentId).collect())
+    }
+
+    /// The messages that carry the media object (a few are enough to
+    /// decide who may open it).
+    pub async fn media_uses(&self, media_object: i64) -> Result<Vec<MediaUse>, StoreError> {
+        let rows: Vec<(Option<i64>, Option<i64>)> = messages::Entity::find()
+            .select_only()
+            .column(messages::Column::ConversationId)
+            .column(messages::Column::CustomerId)
+            .filter(messages::Column::MediaObjectId.eq(media_object))
+            .limit(20)
+            .into_tuple()
+            .all(self.conn())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(c, u)| MediaUse {
+                conversation: c.map(ConversationId),
+                customer: u.map(CustomerId),
+            })
+            .collect())
+    }
+}
