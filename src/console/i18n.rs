@@ -136,6 +136,7 @@ pub struct Strings {
     pub role_admin: &'static str,
     pub role_unknown: &'static str,
     pub workbench_soon: &'static str,
+    pub board_link: &'static str,
     pub logout_button: &'static str,
     pub users_link: &'static str,
 
@@ -313,13 +314,7 @@ impl WorkbenchStrings {
             ("state_assigned", self.state_assigned),
             ("state_closed", self.state_closed),
         ];
-        let map: serde_json::Map<String, serde_json::Value> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::String((*v).to_owned())))
-            .collect();
-        serde_json::Value::Object(map)
-            .to_string()
-            .replace('<', "\\u003c")
+        script_json_of(&pairs)
     }
 }
 
@@ -473,6 +468,7 @@ static ZH: Strings = Strings {
     role_admin: "管理员",
     role_unknown: "未知",
     workbench_soon: "进入工作台",
+    board_link: "主管看板",
     logout_button: "退出登录",
     users_link: "用户列表",
 
@@ -526,6 +522,7 @@ static EN: Strings = Strings {
     role_admin: "Administrator",
     role_unknown: "unknown",
     workbench_soon: "Open the workbench",
+    board_link: "Supervisor board",
     logout_button: "Sign out",
     users_link: "Users",
 
@@ -556,6 +553,168 @@ static EN: Strings = Strings {
     expired_title: "Page expired",
     expired_text: "This form has expired or did not come from Kefu. Reload the page and try again.",
     home_link: "Back to the console",
+};
+
+/// Strings as JSON for a page's script (`<` escaped: it sits in a
+/// `<script type="application/json">`).
+fn script_json_of(pairs: &[(&str, &str)]) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), serde_json::Value::String((*v).to_owned())))
+        .collect();
+    serde_json::Value::Object(map)
+        .to_string()
+        .replace('<', "\\u003c")
+}
+
+/// The supervisors' board: its page and its script.
+pub struct BoardStrings {
+    pub title: &'static str,
+    pub groups: &'static str,
+    pub queue_depth: &'static str,
+    pub longest_wait: &'static str,
+    pub load: &'static str,
+    pub unanswered: &'static str,
+    pub decisions: &'static str,
+    pub customer: &'static str,
+    pub agent: &'static str,
+    pub waiting: &'static str,
+    pub reason: &'static str,
+    pub view: &'static str,
+    pub take_over: &'static str,
+    pub transfer: &'static str,
+    pub transfer_target: &'static str,
+    pub took_over: &'static str,
+    pub transferred: &'static str,
+    pub none: &'static str,
+    pub secs: &'static str,
+    pub mins: &'static str,
+    pub status_idle: &'static str,
+    pub status_busy: &'static str,
+    pub status_break: &'static str,
+    pub status_offline: &'static str,
+    pub off_shift: &'static str,
+    pub channel_oa: &'static str,
+    pub channel_kf: &'static str,
+    pub channel_web: &'static str,
+    pub workbench_link: &'static str,
+    pub updated: &'static str,
+    pub no_group: &'static str,
+}
+
+impl BoardStrings {
+    pub fn script_json(&self) -> String {
+        script_json_of(&[
+            ("title", self.title),
+            ("groups", self.groups),
+            ("queue_depth", self.queue_depth),
+            ("longest_wait", self.longest_wait),
+            ("load", self.load),
+            ("unanswered", self.unanswered),
+            ("decisions", self.decisions),
+            ("customer", self.customer),
+            ("agent", self.agent),
+            ("waiting", self.waiting),
+            ("reason", self.reason),
+            ("view", self.view),
+            ("take_over", self.take_over),
+            ("transfer", self.transfer),
+            ("transfer_target", self.transfer_target),
+            ("took_over", self.took_over),
+            ("transferred", self.transferred),
+            ("none", self.none),
+            ("secs", self.secs),
+            ("mins", self.mins),
+            ("status_idle", self.status_idle),
+            ("status_busy", self.status_busy),
+            ("status_break", self.status_break),
+            ("status_offline", self.status_offline),
+            ("off_shift", self.off_shift),
+            ("channel_oa", self.channel_oa),
+            ("channel_kf", self.channel_kf),
+            ("channel_web", self.channel_web),
+            ("workbench_link", self.workbench_link),
+            ("updated", self.updated),
+            ("no_group", self.no_group),
+        ])
+    }
+}
+
+impl Lang {
+    pub fn board(self) -> &'static BoardStrings {
+        match self {
+            Lang::Zh => &BOARD_ZH,
+            Lang::En => &BOARD_EN,
+        }
+    }
+}
+
+static BOARD_ZH: BoardStrings = BoardStrings {
+    title: "主管看板",
+    groups: "城市组",
+    queue_depth: "排队",
+    longest_wait: "最长等待",
+    load: "接待",
+    unanswered: "待回复客户",
+    decisions: "分配记录",
+    customer: "客户",
+    agent: "客服",
+    waiting: "等待",
+    reason: "原因",
+    view: "查看",
+    take_over: "接管",
+    transfer: "转接",
+    transfer_target: "客服编号或 g组编号",
+    took_over: "已接管，请到工作台回复",
+    transferred: "已转接",
+    none: "无",
+    secs: "{n} 秒",
+    mins: "{n} 分钟",
+    status_idle: "空闲",
+    status_busy: "忙碌",
+    status_break: "小休",
+    status_offline: "离线",
+    off_shift: "不在班",
+    channel_oa: "公众号",
+    channel_kf: "微信客服",
+    channel_web: "网页",
+    workbench_link: "工作台",
+    updated: "更新于 {time}",
+    no_group: "未分组",
+};
+
+static BOARD_EN: BoardStrings = BoardStrings {
+    title: "Supervisor board",
+    groups: "City groups",
+    queue_depth: "Queued",
+    longest_wait: "Longest wait",
+    load: "Load",
+    unanswered: "Customers waiting for a reply",
+    decisions: "Routing decisions",
+    customer: "Customer",
+    agent: "Agent",
+    waiting: "Waiting",
+    reason: "Reason",
+    view: "View",
+    take_over: "Take over",
+    transfer: "Transfer",
+    transfer_target: "agent id or g+group id",
+    took_over: "Taken over: reply from your workbench",
+    transferred: "Transferred",
+    none: "none",
+    secs: "{n} s",
+    mins: "{n} min",
+    status_idle: "idle",
+    status_busy: "busy",
+    status_break: "break",
+    status_offline: "offline",
+    off_shift: "off shift",
+    channel_oa: "Official Account",
+    channel_kf: "WeCom CS",
+    channel_web: "Web",
+    workbench_link: "Workbench",
+    updated: "updated {time}",
+    no_group: "no group",
 };
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod board;
 pub mod conversation_api;
 pub mod customer_api;
 pub mod health;
@@ -48,6 +49,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     realtime::routes(cfg);
     workbench_api::routes(cfg);
     workbench::routes(cfg);
+    board::routes(cfg);
 }
 
 /// What every console page may load: its own resources, inline styles, no
@@ -138,6 +140,7 @@ struct HomePage<'a> {
     user: &'a CurrentUser,
     role: &'static str,
     is_admin: bool,
+    is_supervisor: bool,
     lang_link: LangLink,
 }
 
@@ -150,6 +153,7 @@ async fn home(user: CurrentUser) -> HttpResponse {
             t,
             role: t.role(user.role),
             is_admin: user.role.at_least(Role::Admin),
+            is_supervisor: user.role.at_least(Role::Supervisor),
             lang_link: LangLink::new(user.lang(), "/"),
             user: &user,
         },

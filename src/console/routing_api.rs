@@ -1,6 +1,6 @@
 //! Routing for supervisors and admins, as JSON for the console's scripts.
 //!
-//! Supervisors (and admins):
+//! Supervisors (their groups' agents and queues) and admins (all):
 //! - `GET /api/routing/agents`: every agent as routing sees them now —
 //!   status, shift, load, capacity, groups, and why they cannot take a
 //!   customer;
@@ -134,8 +134,27 @@ struct AgentView {
     last_assigned_at: Option<DateTime<Utc>>,
 }
 
+/// The groups a supervisor oversees; `None` for admins (all).
+async fn overseen(
+    state: &AppState,
+    user: &CurrentUser,
+) -> Result<Option<HashSet<GroupId>>, Refused> {
+    if user.role.at_least(Role::Admin) {
+        return Ok(None);
+    }
+    Ok(Some(
+        state
+            .store
+            .agent_groups(user.agent_id)
+            .await?
+            .into_iter()
+            .collect(),
+    ))
+}
+
 async fn agents(state: web::Data<AppState>, user: CurrentUser) -> Result<HttpResponse, Refused> {
     user.require(Role::Supervisor)?;
+    let scope = overseen(&state, &user).await?;
     let now = Utc::now();
     let mut who: HashMap<AgentId, _> = state
         .store
@@ -149,6 +168,11 @@ async fn agents(state: web::Data<AppState>, user: CurrentUser) -> Result<HttpRes
         .router
         .agents(now)
         .into_iter()
+        .filter(|a| {
+            scope
+                .as_ref()
+                .is_none_or(|s| a.groups.iter().any(|g| s.contains(g)))
+        })
         .filter_map(|a| {
             // Disabled since the router last loaded: not listed.
             let entry = who.remove(&a.id)?;
@@ -202,10 +226,20 @@ async fn queue(
     query: web::Query<QueueQuery>,
 ) -> Result<HttpResponse, Refused> {
     user.require(Role::Supervisor)?;
+    let scope = overseen(&state, &user).await?;
     let limit = query.limit.unwrap_or(QUEUE_LIST).clamp(1, QUEUE_LIST_MAX);
     let now = Utc::now();
-    let total = state.store.queued_count().await?;
-    let waiting = state.store.waiting(limit).await?;
+    let mut total = state.store.queued_count().await?;
+    let mut waiting = state.store.waiting(limit).await?;
+    if let Some(s) = &scope {
+        // Whole queues are kept or dropped, so places stay right.
+        waiting.retain(|w| {
+            w.conversation
+                .queue_group_id
+                .is_some_and(|g| s.contains(&GroupId(g)))
+        });
+        total = waiting.len() as u64;
+    }
     let groups = state.router.groups();
     // Listed oldest first: each queue's places count up in that order.
     let mut next: HashMap<Option<i64>, u64> = HashMap::new();

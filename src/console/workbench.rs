@@ -26,7 +26,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         );
 }
 
-fn asset(body: &'static str, content_type: &'static str) -> HttpResponse {
+pub(crate) fn asset(body: &'static str, content_type: &'static str) -> HttpResponse {
     let mut res = HttpResponse::Ok().content_type(content_type).body(body);
     let h = res.headers_mut();
     // Changes with each release; a short cache is enough.

@@ -2,6 +2,7 @@
 //! writes SQL; callers get functions shaped like the domain.
 
 pub mod agents;
+pub mod board;
 pub mod bulk;
 pub mod conversations;
 pub mod crm;

@@ -8,7 +8,10 @@
 //!
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (`.ci/run`
 //! installs them); without them the test fails and says so.
-//! `KEFU_SCREENSHOTS=1` also writes `docs/screenshots/workbench.png`.
+//! A supervisor watches the board, looks into a waiting customer's
+//! conversation and takes it over.
+//! `KEFU_SCREENSHOTS=1` also writes `docs/screenshots/workbench.png` and
+//! `board.png`.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -430,4 +433,56 @@ async fn an_agent_works_wechat_customers_in_the_browser() {
         assert!(tokio::time::Instant::now() < deadline, "on break");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn a_supervisor_watches_the_board_and_takes_a_customer_over_in_the_browser() {
+    let w = crate::board::world().await;
+    let app = &w.app;
+    let page = Page::open().await;
+    page.goto(&format!("{}/login", app.address)).await;
+    page.type_in("#login", "sue").await;
+    page.type_in("#password", AGENT_PW).await;
+    page.click("button[type=submit]").await;
+    page.until("signed in", "return location.pathname === '/';")
+        .await;
+    page.until(
+        "the board link",
+        "return !!document.querySelector('a[href=\"/board\"]');",
+    )
+    .await;
+    page.goto(&format!("{}/lang/zh?next=/board", app.address))
+        .await;
+    page.until("the board", "return location.pathname === '/board';")
+        .await;
+    page.until("the group", &has_text("#groups .group", "上海"))
+        .await;
+    page.until(
+        "alice busy with one customer",
+        &has_text("#groups .agent", "1/"),
+    )
+    .await;
+    let row = format!("#unanswered tr[data-conversation='{}']", w.waiting.0);
+    page.until(
+        "the customer waiting for a reply",
+        &format!("return !!document.querySelector({row:?});"),
+    )
+    .await;
+    assert_eq!(
+        page.js(&has_text("#groups .group", "北京")).await,
+        json!(false),
+        "another group"
+    );
+    page.click(&format!("{row} .view")).await;
+    page.until(
+        "the live view",
+        &has_text("#live-messages .msg.in", "在吗？"),
+    )
+    .await;
+    page.screenshot("board.png").await;
+    page.click(&format!("{row} .take")).await;
+    page.until("taken over", &has_text("#banner", "已接管"))
+        .await;
+    let c = app.state.store.conversation(w.waiting).await.unwrap();
+    assert_eq!(c.agent_id, Some(w.sue.0));
 }

@@ -22,7 +22,7 @@ use tokio::sync::broadcast::Receiver;
 
 use crate::desk::{Changed, changed};
 use crate::helpers::{TestApp, spawn_app_with};
-use crate::login::browser::{AGENT_PW, Session, add_user, create_admin, sign_in};
+use crate::login::browser::{ADMIN_PW, AGENT_PW, Session, add_user, create_admin, sign_in};
 use crate::wechat_client::{Mode, event_xml, text_xml};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -204,8 +204,13 @@ async fn a_queued_customer_is_told_their_place_as_the_queue_moves() {
         ["您前面还有 1 位，请稍候"]
     );
 
-    // Supervisors see the queue, in order, with why each waits.
+    // Admins see the queue (the global one too), in order, with why each
+    // waits; a supervisor sees only their groups' queues.
     let (_, sue) = user(&app, "sue", Role::Supervisor).await;
+    let scoped =
+        ok_json(call(&app, Method::GET, "/api/routing/queue", Some(&sue), None).await).await;
+    assert_eq!(scoped["total"], 0, "{scoped}");
+    let sue = sign_in(&app, "ada", ADMIN_PW).await;
     let view = ok_json(call(&app, Method::GET, "/api/routing/queue", Some(&sue), None).await).await;
     assert_eq!(view["total"], 2);
     let list = view["conversations"].as_array().unwrap();
