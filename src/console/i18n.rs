@@ -263,6 +263,9 @@ pub struct WorkbenchStrings {
     pub state_queued: &'static str,
     pub state_assigned: &'static str,
     pub state_closed: &'static str,
+    pub quick_replies: &'static str,
+    pub save_quick: &'static str,
+    pub quick_saved: &'static str,
 }
 
 impl WorkbenchStrings {
@@ -313,6 +316,9 @@ impl WorkbenchStrings {
             ("state_queued", self.state_queued),
             ("state_assigned", self.state_assigned),
             ("state_closed", self.state_closed),
+            ("quick_replies", self.quick_replies),
+            ("save_quick", self.save_quick),
+            ("quick_saved", self.quick_saved),
         ];
         script_json_of(&pairs)
     }
@@ -385,6 +391,9 @@ static WB_ZH: WorkbenchStrings = WorkbenchStrings {
     state_queued: "排队中",
     state_assigned: "服务中",
     state_closed: "已结束",
+    quick_replies: "快捷回复",
+    save_quick: "存为快捷回复",
+    quick_saved: "已存为快捷回复",
 };
 
 static WB_EN: WorkbenchStrings = WorkbenchStrings {
@@ -445,6 +454,9 @@ static WB_EN: WorkbenchStrings = WorkbenchStrings {
     state_queued: "queued",
     state_assigned: "assigned",
     state_closed: "closed",
+    quick_replies: "Quick replies",
+    save_quick: "Save as quick reply",
+    quick_saved: "Saved as a quick reply",
 };
 
 static ZH: Strings = Strings {

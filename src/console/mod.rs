@@ -13,6 +13,7 @@ pub mod health;
 pub mod i18n;
 pub mod login;
 pub mod presence_api;
+pub mod quick_reply_api;
 pub mod realtime;
 pub mod routing_api;
 pub mod setup;
@@ -48,6 +49,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     survey_api::routes(cfg);
     realtime::routes(cfg);
     workbench_api::routes(cfg);
+    quick_reply_api::routes(cfg);
     workbench::routes(cfg);
     board::routes(cfg);
 }

@@ -14,6 +14,7 @@ pub mod media;
 pub mod messages;
 pub mod outbox;
 pub mod queue;
+pub mod quick_replies;
 pub mod routing;
 pub mod sessions;
 pub mod setup;

@@ -156,6 +156,7 @@
     if (state.selected !== id) return;
     state.messages = d.messages;
     $('chat').hidden = false;
+    loadQuick(id).catch(() => {});
     if (String($('panel').dataset.customer) !== String(d.conversation.customer_id) || $('panel').hidden) {
       loadPanel(d.conversation.customer_id).catch(() => {});
     }
@@ -248,6 +249,43 @@
     more.addEventListener('click', () => page().catch((e) => banner(e.message)));
     box.hidden = false;
     await page();
+  }
+
+  // Quick replies: shared first, then mine; filled in for this customer.
+  async function loadQuick(conversation) {
+    const q = await api('GET', '/api/quick-replies?conversation=' + conversation);
+    if (state.selected !== conversation) return;
+    const sel = $('quick');
+    sel.replaceChildren(sel.options[0]);
+    state.quick = new Map();
+    for (const r of q.replies) {
+      const o = el('option', null, (r.shared ? '' : '★ ') + r.title);
+      o.value = String(r.id);
+      state.quick.set(o.value, r.rendered || r.content);
+      sel.append(o);
+    }
+  }
+
+  function useQuick() {
+    const sel = $('quick');
+    const text = state.quick && state.quick.get(sel.value);
+    if (text) {
+      const t = $('text');
+      t.value = t.value ? t.value + text : text;
+      t.focus();
+    }
+    sel.value = '';
+  }
+
+  async function saveQuick() {
+    const content = $('text').value.trim();
+    if (!content) return;
+    const title = content.replace(/\s+/g, ' ').slice(0, 20);
+    try {
+      await api('POST', '/api/quick-replies', { title, content });
+      banner(T.quick_saved, 'warn');
+      if (state.selected) await loadQuick(state.selected);
+    } catch (e) { banner(e.message); }
   }
 
   async function loadWorkbench() {
@@ -379,6 +417,8 @@
   }
 
   $('send').addEventListener('click', send);
+  $('quick').addEventListener('change', useQuick);
+  $('save-quick').addEventListener('click', saveQuick);
   $('text').addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); send(); }
   });

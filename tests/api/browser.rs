@@ -256,6 +256,11 @@ async fn an_agent_works_wechat_customers_in_the_browser() {
     say(&app, "oWang", 1, "转人工").await;
     let first = changed(&mut rx, |c| c.state == "assigned").await;
     assert_eq!(first.agent, Some(alice));
+    app.state
+        .store
+        .create_quick_reply(None, "问候", "{客户}您好，我是 {客服}")
+        .await
+        .unwrap();
     // What the CRM knows of them, for the customer panel.
     kefu::store::crm::upsert_vehicle(
         app.state.store.writer(),
@@ -287,6 +292,19 @@ async fn an_agent_works_wechat_customers_in_the_browser() {
         &has_text("#panel .trade", "沪A·12345"),
     )
     .await;
+    // A shared quick reply, filled in for this customer, goes into the composer.
+    page.until(
+        "the quick replies",
+        "return document.getElementById('quick').options.length === 2;",
+    )
+    .await;
+    let filled = page
+        .js("const s = document.getElementById('quick'); \
+             s.value = s.options[1].value; s.dispatchEvent(new Event('change')); \
+             const v = document.getElementById('text').value; \
+             document.getElementById('text').value = ''; return v;")
+        .await;
+    assert_eq!(filled, json!("客户您好，我是 alice 名字"));
     page.until(
         "the history across channels",
         &has_text("#panel #history .hmsg", "转人工"),

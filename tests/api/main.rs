@@ -20,6 +20,7 @@ mod login;
 mod media;
 mod official_account;
 mod outbox;
+mod quick_replies;
 mod routing;
 mod setup;
 mod survey;
