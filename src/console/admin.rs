@@ -1,4 +1,5 @@
-//! Administration, admins only. So far `GET /admin`: the list of users.
+//! Administration, admins only: `GET /admin`, the users and city groups,
+//! managed by `admin.js` through `/api/admin/*` (`admin_api`).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError, web};
@@ -10,8 +11,14 @@ use crate::auth::{AuthError, CurrentUser, Role};
 use crate::state::AppState;
 use crate::store::agents::AgentSummary;
 
+static SCRIPT: &str = include_str!("../../templates/static/admin.js");
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin", web::get().to(users));
+    cfg.route("/admin", web::get().to(users)).route(
+        "/static/admin.js",
+        web::get()
+            .to(|| async { super::workbench::asset(SCRIPT, "text/javascript; charset=utf-8") }),
+    );
 }
 
 #[derive(Template)]
@@ -20,6 +27,8 @@ struct UsersPage<'a> {
     t: &'static Strings,
     agents: &'a [AgentSummary],
     lang_link: LangLink,
+    user: &'a CurrentUser,
+    strings_json: String,
 }
 
 /// Every user with their login, name, role and status.
@@ -38,6 +47,8 @@ async fn users(state: web::Data<AppState>, user: CurrentUser) -> Result<HttpResp
             t: user.lang().strings(),
             agents: &agents,
             lang_link: LangLink::new(user.lang(), "/admin"),
+            user: &user,
+            strings_json: user.lang().admin().script_json(),
         },
     ))
 }

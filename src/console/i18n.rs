@@ -579,6 +579,116 @@ fn script_json_of(pairs: &[(&str, &str)]) -> String {
         .replace('<', "\\u003c")
 }
 
+/// The admin page's script.
+pub struct AdminStrings {
+    pub groups: &'static str,
+    pub new_group: &'static str,
+    pub add_group: &'static str,
+    pub rename: &'static str,
+    pub new_user: &'static str,
+    pub login: &'static str,
+    pub name: &'static str,
+    pub role: &'static str,
+    pub capacity: &'static str,
+    pub user_groups: &'static str,
+    pub create: &'static str,
+    pub edit: &'static str,
+    pub save: &'static str,
+    pub disable: &'static str,
+    pub enable: &'static str,
+    pub reset_password: &'static str,
+    pub one_time: &'static str,
+    pub saved: &'static str,
+    pub role_agent: &'static str,
+    pub role_supervisor: &'static str,
+    pub role_admin: &'static str,
+}
+
+impl AdminStrings {
+    pub fn script_json(&self) -> String {
+        script_json_of(&[
+            ("groups", self.groups),
+            ("new_group", self.new_group),
+            ("add_group", self.add_group),
+            ("rename", self.rename),
+            ("new_user", self.new_user),
+            ("login", self.login),
+            ("name", self.name),
+            ("role", self.role),
+            ("capacity", self.capacity),
+            ("user_groups", self.user_groups),
+            ("create", self.create),
+            ("edit", self.edit),
+            ("save", self.save),
+            ("disable", self.disable),
+            ("enable", self.enable),
+            ("reset_password", self.reset_password),
+            ("one_time", self.one_time),
+            ("saved", self.saved),
+            ("role_agent", self.role_agent),
+            ("role_supervisor", self.role_supervisor),
+            ("role_admin", self.role_admin),
+        ])
+    }
+}
+
+impl Lang {
+    pub fn admin(self) -> &'static AdminStrings {
+        match self {
+            Lang::Zh => &ADMIN_ZH,
+            Lang::En => &ADMIN_EN,
+        }
+    }
+}
+
+static ADMIN_ZH: AdminStrings = AdminStrings {
+    groups: "城市组",
+    new_group: "新城市组名称",
+    add_group: "添加城市组",
+    rename: "改名",
+    new_user: "新建用户",
+    login: "登录名",
+    name: "姓名",
+    role: "角色",
+    capacity: "接待上限",
+    user_groups: "所属城市组（首个为主组）",
+    create: "创建",
+    edit: "管理",
+    save: "保存",
+    disable: "停用",
+    enable: "启用",
+    reset_password: "重置密码",
+    one_time: "一次性密码（只显示这一次，请交给本人，登录后修改）：",
+    saved: "已保存",
+    role_agent: "客服",
+    role_supervisor: "主管",
+    role_admin: "管理员",
+};
+
+static ADMIN_EN: AdminStrings = AdminStrings {
+    groups: "City groups",
+    new_group: "New group name",
+    add_group: "Add group",
+    rename: "Rename",
+    new_user: "New user",
+    login: "Login",
+    name: "Name",
+    role: "Role",
+    capacity: "Capacity",
+    user_groups: "Groups (first is home)",
+    create: "Create",
+    edit: "Manage",
+    save: "Save",
+    disable: "Disable",
+    enable: "Enable",
+    reset_password: "Reset password",
+    one_time: "One-time password (shown only now; hand it over, to be changed after sign-in): ",
+    saved: "Saved",
+    role_agent: "Agent",
+    role_supervisor: "Supervisor",
+    role_admin: "Administrator",
+};
+
 /// The supervisors' board: its page and its script.
 pub struct BoardStrings {
     pub title: &'static str,

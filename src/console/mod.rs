@@ -6,6 +6,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod admin_api;
 pub mod board;
 pub mod conversation_api;
 pub mod customer_api;
@@ -39,6 +40,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     login::routes(cfg);
     account::routes(cfg);
     admin::routes(cfg);
+    admin_api::routes(cfg);
     setup::routes(cfg);
     health::routes(cfg);
     presence_api::routes(cfg);

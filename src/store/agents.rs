@@ -120,6 +120,46 @@ impl Store {
         Ok(())
     }
 
+    /// Sets a user's name and role.
+    pub async fn set_agent_profile(
+        &self,
+        id: AgentId,
+        name: &str,
+        role: Role,
+    ) -> Result<(), StoreError> {
+        let txn = self.writer().begin().await?;
+        update_agent_in(&txn, id, agents::Column::Name, name.into()).await?;
+        update_agent_in(&txn, id, agents::Column::Role, role.as_str().into()).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Replaces a user's city groups (home first).
+    pub async fn set_agent_groups(
+        &self,
+        id: AgentId,
+        groups: &[GroupId],
+    ) -> Result<(), StoreError> {
+        let txn = self.writer().begin().await?;
+        super::crm::set_groups(&txn, id, groups).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Renames a city group; `false` when there is none with this id.
+    pub async fn rename_city_group(&self, id: GroupId, name: &str) -> Result<bool, StoreError> {
+        let done = super::entities::city_groups::Entity::update_many()
+            .col_expr(
+                super::entities::city_groups::Column::Name,
+                sea_orm::sea_query::Expr::value(name),
+            )
+            .filter(super::entities::city_groups::Column::Id.eq(id.0))
+            .exec(self.writer())
+            .await
+            .map_err(StoreError::from_insert)?;
+        Ok(done.rows_affected == 1)
+    }
+
     /// Every user, by login.
     pub async fn list_agents(&self) -> Result<Vec<AgentSummary>, StoreError> {
         let rows = agents::Entity::find()

@@ -504,3 +504,61 @@ async fn a_supervisor_watches_the_board_and_takes_a_customer_over_in_the_browser
     let c = app.state.store.conversation(w.waiting).await.unwrap();
     assert_eq!(c.agent_id, Some(w.sue.0));
 }
+
+#[tokio::test]
+async fn an_admin_creates_a_user_and_a_group_in_the_browser() {
+    let app = spawn_app_with(|_| {}).await;
+    crate::login::browser::create_admin(&app).await;
+    let page = Page::open().await;
+    page.goto(&format!("{}/login?next=/admin", app.address))
+        .await;
+    page.type_in("#login", "ada").await;
+    page.type_in("#password", crate::login::browser::ADMIN_PW)
+        .await;
+    page.click("button[type=submit]").await;
+    page.until("the admin page", "return location.pathname === '/admin';")
+        .await;
+    page.until(
+        "the group form",
+        "return !!document.querySelector('#groups input[name=new-group]');",
+    )
+    .await;
+    page.type_in("#groups input[name=new-group]", "上海").await;
+    page.click("#groups .add-group").await;
+    page.until(
+        "the group listed",
+        "return document.querySelectorAll('#groups .row[data-group]').length === 1;",
+    )
+    .await;
+    page.type_in("#new-user input[name=login]", "lily").await;
+    page.type_in("#new-user input[name=name]", "李丽<b>").await;
+    page.js("const s = document.querySelector('#new-user select[name=groups]'); s.options[0].selected = true; return true;")
+        .await;
+    page.click("#new-user .create").await;
+    page.until(
+        "the one-time password",
+        "return !!document.querySelector('#banner .secret');",
+    )
+    .await;
+    let pw = page
+        .js("return document.querySelector('#banner .secret').textContent;")
+        .await;
+    let pw = pw.as_str().unwrap();
+    assert!(pw.len() >= 12);
+    let row = app
+        .state
+        .store
+        .agent_credentials("lily")
+        .await
+        .unwrap()
+        .expect("created");
+    let lily = app.state.store.agent(row.id).await.unwrap();
+    assert_eq!(lily.name, "李丽<b>", "stored as typed");
+    assert_eq!(app.state.store.agent_groups(row.id).await.unwrap().len(), 1);
+    assert!(
+        crate::login::browser::try_sign_in(&app, "lily", pw)
+            .await
+            .status()
+            == 303
+    );
+}

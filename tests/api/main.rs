@@ -5,6 +5,7 @@ mod helpers;
 mod wechat_api;
 mod wechat_client;
 
+mod admin_api;
 mod board;
 mod browser;
 mod bus;

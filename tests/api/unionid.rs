@@ -69,7 +69,7 @@ async fn the_same_wechat_user_on_the_official_account_and_wecom_kf_is_one_custom
     app.fake.set_user("oWang", Some("uWang"), None);
     app.fake.set_user("wmWang", Some("uWang"), Some("小王"));
     let frank = staff(&app, "frank", Role::Agent, AgentStatus::Idle).await;
-    let _other = staff(&app, "gina", Role::Agent, AgentStatus::Idle).await;
+    let gina = staff(&app, "gina", Role::Agent, AgentStatus::Offline).await;
     let mut rx = app.state.bus.subscribe();
 
     // On the Official Account: served by frank, who becomes their agent.
@@ -77,6 +77,14 @@ async fn the_same_wechat_user_on_the_official_account_and_wecom_kf_is_one_custom
     let first = changed(&mut rx, |c| c.state == "assigned").await;
     assert_eq!(first.agent, Some(frank));
     let wang = customer_of(&app, "oWang").await;
+    // gina comes on duty, less loaded than frank: only the binding sends
+    // the customer back to frank below.
+    app.state
+        .store
+        .set_agent_status(gina, AgentStatus::Idle)
+        .await
+        .unwrap();
+    crate::desk::reload(&app).await;
 
     // The same person writes to WeCom kf: a customer of its own at first,
     // joined with the OA customer once WeChat gives the same unionid.
