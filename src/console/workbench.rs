@@ -13,12 +13,17 @@ use crate::auth::CurrentUser;
 
 static SCRIPT: &str = include_str!("../../templates/static/workbench.js");
 static STYLE: &str = include_str!("../../templates/static/workbench.css");
+static SHARED: &str = include_str!("../../templates/static/kefu.js");
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/workbench", web::get().to(page))
         .route(
             "/static/workbench.js",
             web::get().to(|| async { asset(SCRIPT, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/static/kefu.js",
+            web::get().to(|| async { asset(SHARED, "text/javascript; charset=utf-8") }),
         )
         .route(
             "/static/workbench.css",

@@ -152,105 +152,76 @@ pub struct BaselineArgs {
     pub workers: Option<usize>,
 }
 
+/// Prints a load tool's report (JSON or text) and gives the exit code:
+/// success when `ok`, failure when not, usage when the run could not start.
+fn finish<R: serde::Serialize>(
+    result: anyhow::Result<R>,
+    json: bool,
+    render: impl Fn(&R) -> String,
+    ok: impl Fn(&R) -> bool,
+) -> ExitCode {
+    match result {
+        Ok(report) => {
+            if json {
+                match serde_json::to_string(&report) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => eprintln!("error: {e}"),
+                }
+            } else {
+                print!("{}", render(&report));
+            }
+            if ok(&report) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(USAGE_EXIT)
+        }
+    }
+}
+
 /// Runs `kefu load …`; `config_dir` is only read by `callbacks`.
 pub async fn run(args: LoadArgs, config_dir: &Path) -> ExitCode {
     match args.command {
         LoadCommand::BaselineServer(a) => baseline::serve(a).await,
         LoadCommand::Outbound(a) => {
             let json = a.json;
-            match outbound::run(a, config_dir).await {
-                Ok(report) => {
-                    if json {
-                        match serde_json::to_string(&report) {
-                            Ok(s) => println!("{s}"),
-                            Err(e) => eprintln!("error: {e}"),
-                        }
-                    } else {
-                        print!("{}", report.render());
-                    }
-                    if outbound::all_ok(&report) {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::FAILURE
-                    }
-                }
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::from(USAGE_EXIT)
-                }
-            }
+            finish(
+                outbound::run(a, config_dir).await,
+                json,
+                outbound::OutboundReport::render,
+                outbound::all_ok,
+            )
         }
         LoadCommand::Routing(a) => {
             let json = a.json;
-            match routing::run(a, config_dir).await {
-                Ok(report) => {
-                    if json {
-                        match serde_json::to_string(&report) {
-                            Ok(s) => println!("{s}"),
-                            Err(e) => eprintln!("error: {e}"),
-                        }
-                    } else {
-                        print!("{}", report.render());
-                    }
-                    if report.invariants.ok() {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::FAILURE
-                    }
-                }
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::from(USAGE_EXIT)
-                }
-            }
+            finish(
+                routing::run(a, config_dir).await,
+                json,
+                routing::RoutingReport::render,
+                |r: &routing::RoutingReport| r.invariants.ok(),
+            )
         }
         LoadCommand::Console(a) => {
             let json = a.json;
-            match console::run(a, config_dir).await {
-                Ok(report) => {
-                    if json {
-                        match serde_json::to_string(&report) {
-                            Ok(s) => println!("{s}"),
-                            Err(e) => eprintln!("error: {e}"),
-                        }
-                    } else {
-                        print!("{}", report.render());
-                    }
-                    if report.ok() {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::FAILURE
-                    }
-                }
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::from(USAGE_EXIT)
-                }
-            }
+            finish(
+                console::run(a, config_dir).await,
+                json,
+                console::ConsoleReport::render,
+                console::ConsoleReport::ok,
+            )
         }
         LoadCommand::Crm(a) => {
             let json = a.json;
-            match crm::run(a, config_dir).await {
-                Ok(report) => {
-                    if json {
-                        match serde_json::to_string(&report) {
-                            Ok(s) => println!("{s}"),
-                            Err(e) => eprintln!("error: {e}"),
-                        }
-                    } else {
-                        print!("{}", report.render());
-                    }
-                    if report.ok() {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::FAILURE
-                    }
-                }
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::from(USAGE_EXIT)
-                }
-            }
+            finish(
+                crm::run(a, config_dir).await,
+                json,
+                crm::CrmLoadReport::render,
+                crm::CrmLoadReport::ok,
+            )
         }
         LoadCommand::Callbacks(a) => match callbacks_command(a, config_dir).await {
             Ok(true) => ExitCode::SUCCESS,

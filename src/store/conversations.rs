@@ -363,8 +363,23 @@ impl Store {
         before: Option<MessageId>,
         limit: u64,
     ) -> Result<Vec<messages::Model>, StoreError> {
-        let mut q =
-            messages::Entity::find().filter(messages::Column::ConversationId.eq(conversation.0));
+        self.message_page(
+            messages::Column::ConversationId.eq(conversation.0),
+            before,
+            limit,
+        )
+        .await
+    }
+
+    /// A page of the messages matching `which`, oldest first: the latest
+    /// `limit`, or the `limit` before message `before`.
+    pub(super) async fn message_page(
+        &self,
+        which: sea_orm::sea_query::SimpleExpr,
+        before: Option<MessageId>,
+        limit: u64,
+    ) -> Result<Vec<messages::Model>, StoreError> {
+        let mut q = messages::Entity::find().filter(which);
         if let Some(b) = before {
             q = q.filter(messages::Column::Id.lt(b.0));
         }

@@ -42,17 +42,8 @@ impl Store {
         before: Option<MessageId>,
         limit: u64,
     ) -> Result<Vec<messages::Model>, StoreError> {
-        let mut q = messages::Entity::find().filter(messages::Column::CustomerId.eq(customer.0));
-        if let Some(b) = before {
-            q = q.filter(messages::Column::Id.lt(b.0));
-        }
-        let mut rows = q
-            .order_by_desc(messages::Column::Id)
-            .limit(limit)
-            .all(self.conn())
-            .await?;
-        rows.reverse();
-        Ok(rows)
+        self.message_page(messages::Column::CustomerId.eq(customer.0), before, limit)
+            .await
     }
 
     /// Every agent who holds or held one of the customer's conversations.

@@ -3,32 +3,10 @@
 'use strict';
 (function () {
   const T = JSON.parse(document.getElementById('kefu-strings').textContent);
-  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const { el, api } = window.Kefu;
   const $ = (id) => document.getElementById(id);
   let agents = [];
   let groups = [];
-
-  function el(tag, cls, text) {
-    const e = document.createElement(tag);
-    if (cls) e.className = cls;
-    if (text !== undefined && text !== null) e.textContent = String(text);
-    return e;
-  }
-
-  async function api(method, path, body) {
-    const opts = { method, headers: { 'X-CSRF-Token': csrf }, credentials: 'same-origin' };
-    if (body !== undefined) {
-      opts.headers['Content-Type'] = 'application/json';
-      opts.body = JSON.stringify(body);
-    }
-    const r = await fetch(path, opts);
-    if (r.status === 401) { location.href = '/login?next=/admin'; throw new Error('signed out'); }
-    const text = await r.text();
-    let data = null;
-    try { data = text ? JSON.parse(text) : null; } catch (_) { data = text; }
-    if (!r.ok) throw new Error((data && data.message) || r.statusText);
-    return data;
-  }
 
   function say(text, secret) {
     const b = $('banner');

@@ -3,7 +3,7 @@
 'use strict';
 (function () {
   const T = JSON.parse(document.getElementById('kefu-strings').textContent);
-  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const { el, api } = window.Kefu;
   const $ = (id) => document.getElementById(id);
   const state = {
     me: null,
@@ -19,35 +19,6 @@
     tab: Math.random().toString(36).slice(2, 10),
     counter: 0,
   };
-
-  function el(tag, cls, text) {
-    const e = document.createElement(tag);
-    if (cls) e.className = cls;
-    if (text !== undefined && text !== null) e.textContent = String(text);
-    return e;
-  }
-
-  async function api(method, path, body) {
-    const opts = { method, headers: { 'X-CSRF-Token': csrf }, credentials: 'same-origin' };
-    if (body !== undefined) {
-      opts.headers['Content-Type'] = 'application/json';
-      opts.body = JSON.stringify(body);
-    }
-    const r = await fetch(path, opts);
-    if (r.status === 401) {
-      location.href = '/login';
-      throw new Error('signed out');
-    }
-    let data = null;
-    const text = await r.text();
-    try { data = text ? JSON.parse(text) : null; } catch (_) { data = text; }
-    if (!r.ok) {
-      const err = new Error((data && data.message) || r.statusText);
-      err.status = r.status;
-      throw err;
-    }
-    return data;
-  }
 
   function banner(text, kind) {
     const b = $('banner');
