@@ -215,7 +215,8 @@ async fn logout(state: web::Data<AppState>, post: CsrfForm<NoFields>) -> HttpRes
         tracing::error!(error = %e, "could not end the session");
         return AuthError::Unavailable.error_response();
     }
-    tracing::info!(agent_id = %post.user.agent_id, "signed out");
+    let sockets = state.hub.end_session(post.user.session_id());
+    tracing::info!(agent_id = %post.user.agent_id, sockets, "signed out");
     let mut res = redirect("/login");
     let _ = res.add_cookie(&session::removal(&policy));
     res

@@ -67,6 +67,8 @@ pub enum Attach {
 
 struct Socket {
     id: u64,
+    /// The sign-in session that opened it (ended at sign-out).
+    session: Arc<str>,
     tx: mpsc::Sender<Arc<str>>,
     watching: HashSet<ConversationId>,
 }
@@ -128,6 +130,7 @@ impl Core {
     pub fn attach(
         &mut self,
         user: AgentId,
+        session: &str,
         last_seq: Option<u64>,
         same_epoch: bool,
         tx: mpsc::Sender<Arc<str>>,
@@ -159,11 +162,27 @@ impl Core {
         };
         u.sockets.push(Socket {
             id,
+            session: session.into(),
             tx,
             watching: HashSet::new(),
         });
         u.idle_since = None;
         (id, answer)
+    }
+
+    /// Drops every socket the session opened (it signed out): their tasks
+    /// see their queue end and close them. How many there were.
+    pub fn end_session(&mut self, session: &str) -> usize {
+        let mut n = 0;
+        for u in self.users.values_mut() {
+            let before = u.sockets.len();
+            u.sockets.retain(|s| &*s.session != session);
+            n += before - u.sockets.len();
+            if before > 0 && u.sockets.is_empty() {
+                u.idle_since = Some(Instant::now());
+            }
+        }
+        n
     }
 
     /// The socket is gone.
@@ -460,6 +479,11 @@ impl Hub {
     }
 
     /// The last sequence number given to `user` (0: none yet).
+    /// Closes the sockets of a session that signed out.
+    pub fn end_session(&self, session: &str) -> usize {
+        self.core().end_session(session)
+    }
+
     pub fn seq_of(&self, user: AgentId) -> u64 {
         self.core().users.get(&user).map_or(0, |u| u.seq)
     }
@@ -570,7 +594,9 @@ async fn serve_socket(
     let (tx, mut rx) = mpsc::channel::<Arc<str>>(SOCKET_QUEUE);
     let current = hub.epoch();
     let same_epoch = epoch.as_deref() == Some(current.as_str());
-    let (socket, answer) = hub.core().attach(user.agent_id, last_seq, same_epoch, tx);
+    let (socket, answer) =
+        hub.core()
+            .attach(user.agent_id, user.session_id(), last_seq, same_epoch, tx);
     let (kind, seq, missed) = match answer {
         Attach::Fresh { seq } => ("welcome", seq, Vec::new()),
         Attach::Resume { seq, missed } => ("welcome", seq, missed),
@@ -595,8 +621,14 @@ async fn serve_socket(
             frame = rx.recv() => match frame {
                 Some(f) => ok = session.text(f.to_string()).await.is_ok(),
                 None => {
-                    // Dropped for being slow, or every socket was reset.
-                    let _ = send(&mut session, json!({"type": "reload", "epoch": hub.epoch(), "seq": 0})).await;
+                    // Signed out, dropped for being slow, or every socket
+                    // was reset.
+                    let frame = if signed_in(&state, &user).await {
+                        json!({"type": "reload", "epoch": hub.epoch(), "seq": 0})
+                    } else {
+                        json!({"type": "signed_out"})
+                    };
+                    let _ = send(&mut session, frame).await;
                     break;
                 }
             },
@@ -616,12 +648,30 @@ async fn serve_socket(
                 if heard.elapsed() > SILENCE {
                     break;
                 }
+                // Signed out elsewhere, expired, disabled, password reset.
+                if !signed_in(&state, &user).await {
+                    let _ = send(&mut session, json!({"type": "signed_out"})).await;
+                    break;
+                }
                 ok = session.ping(b"").await.is_ok();
             }
         }
     }
     hub.core().detach(user.agent_id, socket);
     let _ = session.close(None).await;
+}
+
+/// Whether the socket's sign-in session still counts (a database error
+/// keeps the socket: the next check decides).
+async fn signed_in(state: &AppState, user: &CurrentUser) -> bool {
+    match state.store.session_user(user.session_id()).await {
+        Ok(Some(s)) => s.active && s.expires_at > chrono::Utc::now(),
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, "session not checked for a socket");
+            true
+        }
+    }
 }
 
 /// A tab's request after its hello; `false` ends the socket.
@@ -691,7 +741,7 @@ mod tests {
         let mut core = Core::default();
         let me = AgentId(1);
         let (tx, mut rx) = mpsc::channel(8);
-        let (s, a) = core.attach(me, None, true, tx);
+        let (s, a) = core.attach(me, "s", None, true, tx);
         assert_eq!(a, Attach::Fresh { seq: 0 });
         core.push(me, &ev(1));
         core.push(me, &ev(2));
@@ -700,7 +750,7 @@ mod tests {
         core.push(me, &ev(3));
         core.push(me, &ev(4));
         let (tx, _rx) = mpsc::channel(8);
-        let (_, a) = core.attach(me, Some(2), true, tx);
+        let (_, a) = core.attach(me, "s", Some(2), true, tx);
         let Attach::Resume { seq, missed } = a else {
             panic!("{a:?}")
         };
@@ -717,18 +767,19 @@ mod tests {
         }
         let chan = || mpsc::channel(8).0;
         assert!(matches!(
-            core.attach(me, Some(3), true, chan()).1,
+            core.attach(me, "s", Some(3), true, chan()).1,
             Attach::Reload { .. }
         ));
         assert!(matches!(
-            core.attach(me, Some(9_999), true, chan()).1,
+            core.attach(me, "s", Some(9_999), true, chan()).1,
             Attach::Reload { .. }
         ));
         assert!(matches!(
-            core.attach(me, Some(RING as u64 + 5), false, chan()).1,
+            core.attach(me, "s", Some(RING as u64 + 5), false, chan()).1,
             Attach::Reload { .. }
         ));
-        let Attach::Resume { missed, .. } = core.attach(me, Some(RING as u64 + 5), true, chan()).1
+        let Attach::Resume { missed, .. } =
+            core.attach(me, "s", Some(RING as u64 + 5), true, chan()).1
         else {
             panic!()
         };
@@ -741,8 +792,8 @@ mod tests {
         let me = AgentId(1);
         let (slow, _keep) = mpsc::channel(2);
         let (fast, mut fast_rx) = mpsc::channel(100);
-        core.attach(me, None, true, slow);
-        core.attach(me, None, true, fast);
+        core.attach(me, "s", None, true, slow);
+        core.attach(me, "s", None, true, fast);
         for i in 0..5 {
             core.push(me, &ev(i));
         }
@@ -760,8 +811,8 @@ mod tests {
         let mut core = Core::default();
         let sup = AgentId(9);
         let c = ConversationId(5);
-        let (s1, _) = core.attach(sup, None, true, mpsc::channel(8).0);
-        let (s2, _) = core.attach(sup, None, true, mpsc::channel(8).0);
+        let (s1, _) = core.attach(sup, "s", None, true, mpsc::channel(8).0);
+        let (s2, _) = core.attach(sup, "s", None, true, mpsc::channel(8).0);
         core.watch(sup, s1, c);
         core.watch(sup, s2, c);
         core.unwatch(sup, s1, c);
@@ -777,7 +828,7 @@ mod tests {
     #[test]
     fn idle_users_are_forgotten_after_the_retention() {
         let mut core = Core::default();
-        let (s, _) = core.attach(AgentId(1), None, true, mpsc::channel(8).0);
+        let (s, _) = core.attach(AgentId(1), "s", None, true, mpsc::channel(8).0);
         core.detach(AgentId(1), s);
         let later = Instant::now() + RETAIN + Duration::from_secs(1);
         assert_eq!(core.sweep(Instant::now(), RETAIN), 0);
@@ -807,5 +858,21 @@ mod tests {
         assert_eq!(who, [AgentId(2)]);
         let g1: HashSet<GroupId> = [GroupId(1)].into();
         assert_eq!(core.overseers_of(&g1).count(), 2);
+    }
+
+    #[test]
+    fn ending_a_session_drops_its_sockets_only() {
+        let mut core = Core::default();
+        let me = AgentId(7);
+        let (tx_a, mut rx_a) = mpsc::channel(8);
+        let (tx_b, mut rx_b) = mpsc::channel(8);
+        core.attach(me, "tab-a", None, true, tx_a);
+        core.attach(me, "tab-b", None, true, tx_b);
+        assert_eq!(core.end_session("tab-a"), 1);
+        assert_eq!(core.end_session("tab-a"), 0);
+        core.push(me, &json!({"n": 1}));
+        assert!(rx_a.try_recv().is_err(), "queue ended");
+        assert!(rx_b.try_recv().is_ok());
+        assert_eq!(core.counts(), (1, 1));
     }
 }

@@ -363,6 +363,9 @@
         $('conn').textContent = T.connected;
         $('conn').className = 'conn ok';
         if (fresh) loadWorkbench().catch((e) => banner(e.message));
+      } else if (f.type === 'signed_out') {
+        state.signedOut = true;
+        location.href = '/login?next=/workbench';
       } else if (f.type === 'event') {
         if (f.seq <= state.seq) return; // seen already
         state.seq = f.seq;
@@ -370,6 +373,7 @@
       }
     };
     ws.onclose = () => {
+      if (state.signedOut) return;
       $('conn').textContent = T.reconnecting;
       $('conn').className = 'conn down';
       setTimeout(connect, state.backoff);

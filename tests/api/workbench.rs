@@ -346,3 +346,31 @@ async fn only_who_may_see_a_conversation_watches_it() {
     say(&app, "oCar", 2, "还在吗").await;
     event(&mut sue, filed("还在吗")).await;
 }
+
+#[tokio::test]
+async fn signing_out_closes_that_sessions_sockets_only() {
+    let app = app().await;
+    staff(&app, "alice", Role::Agent, AgentStatus::Idle).await;
+    let first = session(&app, "alice").await;
+    let second = session(&app, "alice").await;
+    let (mut a, _) = socket(&app, &first).await;
+    let (mut b, _) = socket(&app, &second).await;
+    let r = crate::login::browser::post_as(&app, "/logout", &first, &[("csrf_token", &first.csrf)])
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(recv(&mut a).await["type"], "signed_out");
+    let end = tokio::time::timeout(WAIT, a.next())
+        .await
+        .expect("closed in time");
+    assert!(
+        matches!(end, None | Some(Ok(Message::Close(_))) | Some(Err(_))),
+        "{end:?}"
+    );
+    assert_eq!(open(&app, Some(&first), None).await.err(), Some(401));
+    // The other tab, signed in on its own, stays.
+    b.send(Message::Text(r#"{"type":"watch","conversation":1}"#.into()))
+        .await
+        .unwrap();
+    assert_eq!(recv(&mut b).await["type"], "error", "still answered");
+    assert_eq!(app.state.hub.counts().1, 1);
+}
