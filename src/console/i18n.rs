@@ -266,6 +266,7 @@ pub struct WorkbenchStrings {
     pub quick_replies: &'static str,
     pub save_quick: &'static str,
     pub quick_saved: &'static str,
+    pub emoji: &'static str,
 }
 
 impl WorkbenchStrings {
@@ -319,6 +320,7 @@ impl WorkbenchStrings {
             ("quick_replies", self.quick_replies),
             ("save_quick", self.save_quick),
             ("quick_saved", self.quick_saved),
+            ("emoji", self.emoji),
         ];
         script_json_of(&pairs)
     }
@@ -394,6 +396,7 @@ static WB_ZH: WorkbenchStrings = WorkbenchStrings {
     quick_replies: "快捷回复",
     save_quick: "存为快捷回复",
     quick_saved: "已存为快捷回复",
+    emoji: "表情",
 };
 
 static WB_EN: WorkbenchStrings = WorkbenchStrings {
@@ -457,6 +460,7 @@ static WB_EN: WorkbenchStrings = WorkbenchStrings {
     quick_replies: "Quick replies",
     save_quick: "Save as quick reply",
     quick_saved: "Saved as a quick reply",
+    emoji: "Emoji",
 };
 
 static ZH: Strings = Strings {

@@ -259,6 +259,32 @@
     } catch (e) { banner(e.message); }
   }
 
+  // Emoji: Unicode, which WeChat and WeCom show as they are.
+  const EMOJI = '😊 😄 😂 🙂 😉 😍 🤔 😅 😭 😢 😡 😱 👍 👌 🙏 👏 💪 🤝 👋 ❤️ 🌹 🎉 ✅ ❌ ⭐ 🔥 💰 🚗 📞 📍 ⏰ 📄'.split(' ');
+
+  function insertAtCursor(text) {
+    const t = $('text');
+    const at = t.selectionStart === undefined ? t.value.length : t.selectionStart;
+    const end = t.selectionEnd === undefined ? at : t.selectionEnd;
+    t.value = t.value.slice(0, at) + text + t.value.slice(end);
+    t.selectionStart = t.selectionEnd = at + text.length;
+    t.focus();
+  }
+
+  function toggleEmoji() {
+    const grid = $('emoji-grid');
+    if (!grid.childElementCount) {
+      for (const e of EMOJI) {
+        const b = el('button', null, e);
+        b.type = 'button';
+        b.addEventListener('click', () => insertAtCursor(e));
+        grid.append(b);
+      }
+    }
+    grid.hidden = !grid.hidden;
+    $('emoji').setAttribute('aria-expanded', String(!grid.hidden));
+  }
+
   async function loadWorkbench() {
     const wb = await api('GET', '/api/workbench');
     state.me = wb.me;
@@ -394,6 +420,7 @@
   $('send').addEventListener('click', send);
   $('quick').addEventListener('change', useQuick);
   $('save-quick').addEventListener('click', saveQuick);
+  $('emoji').addEventListener('click', toggleEmoji);
   $('text').addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); send(); }
   });

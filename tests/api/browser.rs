@@ -305,6 +305,13 @@ async fn an_agent_works_wechat_customers_in_the_browser() {
              document.getElementById('text').value = ''; return v;")
         .await;
     assert_eq!(filled, json!("客户您好，我是 alice 名字"));
+    page.click("#emoji").await;
+    page.click("#emoji-grid button").await;
+    let typed = page
+        .js("const v = document.getElementById('text').value; document.getElementById('text').value = ''; return v;")
+        .await;
+    assert_eq!(typed, json!("😊"), "an emoji goes into the composer");
+    page.click("#emoji").await;
     page.until(
         "the history across channels",
         &has_text("#panel #history .hmsg", "转人工"),
