@@ -132,20 +132,26 @@ struct AgentRow {
     crm_id: Option<String>,
 }
 
+impl AgentRow {
+    fn new(a: crate::store::entities::agents::Model, groups: Vec<GroupId>) -> Self {
+        Self {
+            id: a.id,
+            login: a.login,
+            name: a.name,
+            role: a.role,
+            capacity: a.capacity,
+            groups: groups.into_iter().map(|g| g.0).collect(),
+            disabled: a.disabled,
+            departed: a.departed_at.is_some(),
+            crm_id: a.crm_id,
+        }
+    }
+}
+
 async fn agent_row(state: &AppState, id: AgentId) -> Result<AgentRow, ApiError> {
     let a = state.store.agent(id).await?;
     let groups = state.store.agent_groups(id).await?;
-    Ok(AgentRow {
-        id: a.id,
-        login: a.login,
-        name: a.name,
-        role: a.role,
-        capacity: a.capacity,
-        groups: groups.into_iter().map(|g| g.0).collect(),
-        disabled: a.disabled,
-        departed: a.departed_at.is_some(),
-        crm_id: a.crm_id,
-    })
+    Ok(AgentRow::new(a, groups))
 }
 
 async fn list_agents(
@@ -153,10 +159,13 @@ async fn list_agents(
     user: CurrentUser,
 ) -> Result<HttpResponse, ApiError> {
     admin(&user)?;
-    let mut rows = Vec::new();
-    for a in state.store.list_agents().await? {
-        rows.push(agent_row(&state, a.id).await?);
-    }
+    let rows: Vec<AgentRow> = state
+        .store
+        .agents_with_groups()
+        .await?
+        .into_iter()
+        .map(|(a, g)| AgentRow::new(a, g))
+        .collect();
     Ok(json(&serde_json::json!({ "agents": rows })))
 }
 

@@ -27,8 +27,6 @@ use crate::store::board::Scope;
 /// Customers waiting for a reply listed, and decisions.
 const UNANSWERED: u64 = 200;
 const DECISIONS: u64 = 50;
-/// Waiting conversations read to count each queue.
-const QUEUE_READ: u64 = 5_000;
 
 static SCRIPT: &str = include_str!("../../templates/static/board.js");
 
@@ -150,16 +148,15 @@ async fn board(state: web::Data<AppState>, user: CurrentUser) -> Result<HttpResp
         .map(|a| (a.id, (a.login, a.name)))
         .collect();
     let agents = state.router.agents(now);
-    let mut queues: HashMap<Option<i64>, (u64, i64)> = HashMap::new();
-    for w in store.waiting(QUEUE_READ).await? {
-        let q = queues.entry(w.conversation.queue_group_id).or_default();
-        q.0 += 1;
-        let waited = w
-            .conversation
-            .queued_at
-            .map_or(0, |t| (now - t).num_seconds().max(0));
-        q.1 = q.1.max(waited);
-    }
+    let queues: HashMap<Option<i64>, (u64, i64)> = store
+        .queue_depths()
+        .await?
+        .into_iter()
+        .map(|(g, n, oldest)| {
+            let waited = oldest.map_or(0, |t| (now - t).num_seconds().max(0));
+            (g, (n.max(0) as u64, waited))
+        })
+        .collect();
     let mut in_scope: Vec<AgentId> = Vec::new();
     let views: Vec<GroupView> = groups
         .into_iter()

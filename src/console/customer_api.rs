@@ -210,16 +210,19 @@ async fn show(
             .map(|(login, name)| AgentRef { id: a, login, name }),
         None => None,
     };
+    let convs = store.customer_conversations(id).await?;
+    let unheld: Vec<i64> = convs
+        .iter()
+        .filter(|c| c.agent_id.is_none())
+        .map(|c| c.id)
+        .collect();
+    let last = store.last_agents_of(&unheld).await?;
     let mut conversations = Vec::new();
-    for conv in store.customer_conversations(id).await? {
-        let who = match conv.agent_id {
-            Some(a) => Some(AgentId(a)),
-            None => {
-                store
-                    .last_agent_of(crate::ids::ConversationId(conv.id))
-                    .await?
-            }
-        };
+    for conv in convs {
+        let who = conv
+            .agent_id
+            .map(AgentId)
+            .or_else(|| last.get(&conv.id).copied());
         let agent_name = match who {
             Some(a) => agent(a.0).await?.map(|(_, n)| n),
             None => None,

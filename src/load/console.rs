@@ -37,7 +37,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 use super::callbacks::{CallbackSpec, Generator, follower_openid};
 use super::stats::{Histogram, LatencySummary};
-use crate::config::{AccountKind, EnvSnapshot, Settings};
+use crate::config::{EnvSnapshot, Settings};
 use crate::ids::AccountId;
 use crate::routing::AgentStatus;
 use crate::store::Store;
@@ -174,12 +174,7 @@ pub async fn run(args: ConsoleArgs, config_dir: &Path) -> anyhow::Result<Console
     let env = EnvSnapshot::from_process().with("KEFU__DATABASE__URL", db_url.as_str());
     let settings = Settings::load_with_env(config_dir, &env)
         .map_err(|e| anyhow::anyhow!("configuration problems (run `kefu check-config`):\n{e}"))?;
-    let account = settings
-        .accounts
-        .iter()
-        .find(|a| a.kind == AccountKind::OfficialAccount)
-        .context("the configuration has no Official Account to play")?
-        .clone();
+    let account = super::official_account(&settings)?.clone();
     let crypt = MsgCrypt::new(
         account.token.expose(),
         account

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use super::callbacks::CallbackSpec;
 use super::runner::{self, RunConfig, Stop};
 use super::stats::{Histogram, LatencySummary};
-use crate::config::{AccountKind, CrmKey, EnvSnapshot, Secret, Settings};
+use crate::config::{CrmKey, EnvSnapshot, Secret, Settings};
 use crate::crm::apply::Report as BatchReport;
 use crate::startup::Application;
 use crate::wechat::crypto::MsgCrypt;
@@ -176,12 +176,7 @@ pub async fn run(args: CrmArgs, config_dir: &Path) -> anyhow::Result<CrmLoadRepo
         secret: Secret::new(secret.clone()),
     }];
     settings.crm.max_rows = settings.crm.max_rows.max(args.batch);
-    let account = settings
-        .accounts
-        .iter()
-        .find(|a| a.kind == AccountKind::OfficialAccount)
-        .context("the configuration has no Official Account to play")?
-        .clone();
+    let account = super::official_account(&settings)?.clone();
     let key = account
         .encoding_aes_key
         .as_ref()

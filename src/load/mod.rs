@@ -152,6 +152,16 @@ pub struct BaselineArgs {
     pub workers: Option<usize>,
 }
 
+/// The first Official Account of the configuration: the one the load
+/// tools play customers on.
+pub(crate) fn official_account(settings: &Settings) -> anyhow::Result<&crate::config::Account> {
+    settings
+        .accounts
+        .iter()
+        .find(|a| a.kind == AccountKind::OfficialAccount)
+        .context("the configuration has no Official Account to play")
+}
+
 /// Prints a load tool's report (JSON or text) and gives the exit code:
 /// success when `ok`, failure when not, usage when the run could not start.
 fn finish<R: serde::Serialize>(

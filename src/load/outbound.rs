@@ -23,7 +23,7 @@ use serde::Serialize;
 use std::sync::Mutex;
 
 use super::stats::{Histogram, LatencySummary};
-use crate::config::{AccountKind, EnvSnapshot, Secret, Settings};
+use crate::config::{EnvSnapshot, Secret, Settings};
 use crate::conversation::outbox::{OutboundRequest, Speaker};
 use crate::ids::AgentId;
 use crate::startup::Application;
@@ -187,12 +187,7 @@ pub async fn run(args: OutboundArgs, config_dir: &Path) -> anyhow::Result<Outbou
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}/kefu.db?mode=rwc", tmp.display())),
     );
-    let account = settings
-        .accounts
-        .iter()
-        .find(|a| a.kind == AccountKind::OfficialAccount)
-        .map(|a| a.id.clone())
-        .context("the configuration has no Official Account to send through")?;
+    let account = super::official_account(&settings)?.id.clone();
     let app = Application::build(settings)
         .await
         .context("Kefu did not start")?;

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use chrono::Utc;
 use clap::Args;
 use rand::rngs::StdRng;
@@ -41,7 +41,7 @@ use tokio::sync::{Notify, watch};
 use super::stats::{Histogram, LatencySummary};
 use crate::bus::{Bus, Event, MemoryBus};
 use crate::channels::Channels;
-use crate::config::{AccountKind, EnvSnapshot, Secret, Settings};
+use crate::config::{EnvSnapshot, Secret, Settings};
 use crate::conversation::ingest::Ingestor;
 use crate::conversation::outbox::Outbox;
 use crate::conversation::pipeline::{Handled, Pipeline};
@@ -437,12 +437,7 @@ pub async fn run(args: RoutingArgs, config_dir: &Path) -> anyhow::Result<Routing
     let mut settings = Settings::load_with_env(config_dir, &env)
         .map_err(|e| anyhow::anyhow!("configuration problems (run `kefu check-config`):\n{e}"))?;
     settings.redis.url = Secret::new("");
-    let account = settings
-        .accounts
-        .iter()
-        .find(|a| a.kind == AccountKind::OfficialAccount)
-        .map(|a| a.id.clone())
-        .context("the configuration has no Official Account to play")?;
+    let account = super::official_account(&settings)?.id.clone();
     // A fresh SQLite file unless told otherwise, removed afterwards.
     let tmp = match &args.database_url {
         Some(url) => {

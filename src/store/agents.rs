@@ -160,6 +160,31 @@ impl Store {
         Ok(done.rows_affected == 1)
     }
 
+    /// Every user with their city groups (home first), by login, in two
+    /// queries.
+    pub async fn agents_with_groups(
+        &self,
+    ) -> Result<Vec<(agents::Model, Vec<GroupId>)>, StoreError> {
+        let rows = agents::Entity::find()
+            .order_by_asc(agents::Column::Login)
+            .all(self.conn())
+            .await?;
+        let mut groups: std::collections::HashMap<i64, Vec<GroupId>> = Default::default();
+        for m in group_members::Entity::find().all(self.conn()).await? {
+            groups
+                .entry(m.agent_id)
+                .or_default()
+                .push(GroupId(m.group_id));
+        }
+        Ok(rows
+            .into_iter()
+            .map(|a| {
+                let g = groups.remove(&a.id).unwrap_or_default();
+                (a, g)
+            })
+            .collect())
+    }
+
     /// Every user, by login.
     pub async fn list_agents(&self) -> Result<Vec<AgentSummary>, StoreError> {
         let rows = agents::Entity::find()

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::entities::{conversation_transitions as transitions, conversations, customers};
@@ -63,6 +64,24 @@ impl Store {
         }
         Ok(q.order_by_desc(transitions::Column::Id)
             .limit(limit)
+            .all(self.conn())
+            .await?)
+    }
+
+    /// Each queue's depth and its oldest entry: (queue group, how many,
+    /// queued since), in one grouped query.
+    pub async fn queue_depths(
+        &self,
+    ) -> Result<Vec<(Option<i64>, i64, Option<DateTime<Utc>>)>, StoreError> {
+        Ok(conversations::Entity::find()
+            .select_only()
+            .column(conversations::Column::QueueGroupId)
+            .column_as(conversations::Column::Id.count(), "n")
+            .column_as(conversations::Column::QueuedAt.min(), "oldest")
+            .filter(conversations::Column::State.eq(super::conversations::QUEUED_STATE))
+            .filter(conversations::Column::QueuedAt.is_not_null())
+            .group_by(conversations::Column::QueueGroupId)
+            .into_tuple()
             .all(self.conn())
             .await?)
     }

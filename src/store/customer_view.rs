@@ -2,7 +2,7 @@
 //! every channel, their whole message history, who has served them, and
 //! which messages carry a media object (who may open it).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
@@ -72,6 +72,33 @@ impl Store {
             out.extend(agents.into_iter().flatten());
         }
         Ok(out.into_iter().map(AgentId).collect())
+    }
+
+    /// Who last held each of these conversations (its last transition to
+    /// `assigned`), in one query per 500.
+    pub async fn last_agents_of(
+        &self,
+        conversations: &[i64],
+    ) -> Result<HashMap<i64, AgentId>, StoreError> {
+        let mut out = HashMap::new();
+        for chunk in conversations.chunks(500) {
+            let rows: Vec<(i64, Option<i64>)> = transitions::Entity::find()
+                .select_only()
+                .column(transitions::Column::ConversationId)
+                .column(transitions::Column::AgentId)
+                .filter(transitions::Column::ConversationId.is_in(chunk.to_vec()))
+                .filter(transitions::Column::ToState.eq(super::conversations::ASSIGNED_STATE))
+                .order_by_asc(transitions::Column::Id)
+                .into_tuple()
+                .all(self.conn())
+                .await?;
+            // Oldest first: the last one stays.
+            out.extend(
+                rows.into_iter()
+                    .filter_map(|(c, a)| a.map(|a| (c, AgentId(a)))),
+            );
+        }
+        Ok(out)
     }
 
     /// The messages that carry the media object (a few are enough to
