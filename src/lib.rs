@@ -13,6 +13,7 @@ pub mod load;
 pub mod media;
 pub mod metrics;
 pub mod routing;
+pub mod search;
 pub mod startup;
 pub mod state;
 pub mod store;

@@ -147,6 +147,8 @@ impl Application {
         let regions = Arc::new(RegionResolver::load(&settings.routing.ip2region_path));
         let hub = crate::console::realtime::Hub::new(store.clone(), router.clone());
         hub.start(&bus, &mut workers);
+        let search = crate::search::SearchIndex::new(store.clone());
+        search.start(&mut workers);
         let crm_webhook = crate::crm::webhook::Webhook::default();
         crm_webhook.start(
             store.clone(),
@@ -172,6 +174,7 @@ impl Application {
             presence,
             hub,
             crm_replays: crate::crm::replay_cache(),
+            search,
             crm_webhook,
         };
 

@@ -47,6 +47,8 @@ pub struct AppState {
     pub hub: crate::console::realtime::Hub,
     /// Signed CRM calls seen lately (replays are refused).
     pub crm_replays: crate::crm::Replays,
+    /// Keeps the history search's word index up to date.
+    pub search: crate::search::SearchIndex,
     /// Delivers CRM events by webhook.
     pub crm_webhook: crate::crm::webhook::Webhook,
 }

@@ -14,6 +14,7 @@ mod m20261123_000008_surveys_per_close;
 mod m20261207_000009_crm;
 mod m20261207_000010_console;
 mod m20261207_000011_console_access;
+mod m20261207_000012_search;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000009_crm::Migration),
             Box::new(m20261207_000010_console::Migration),
             Box::new(m20261207_000011_console_access::Migration),
+            Box::new(m20261207_000012_search::Migration),
         ]
     }
 }

@@ -137,6 +137,7 @@ pub struct Strings {
     pub role_unknown: &'static str,
     pub workbench_soon: &'static str,
     pub board_link: &'static str,
+    pub search_link: &'static str,
     pub logout_button: &'static str,
     pub users_link: &'static str,
 
@@ -485,6 +486,7 @@ static ZH: Strings = Strings {
     role_unknown: "未知",
     workbench_soon: "进入工作台",
     board_link: "主管看板",
+    search_link: "历史搜索",
     logout_button: "退出登录",
     users_link: "用户列表",
 
@@ -539,6 +541,7 @@ static EN: Strings = Strings {
     role_unknown: "unknown",
     workbench_soon: "Open the workbench",
     board_link: "Supervisor board",
+    search_link: "History search",
     logout_button: "Sign out",
     users_link: "Users",
 
@@ -841,6 +844,132 @@ static BOARD_EN: BoardStrings = BoardStrings {
     workbench_link: "Workbench",
     updated: "updated {time}",
     no_group: "no group",
+};
+
+/// The history search page's strings (the page's own, and its script's).
+pub struct SearchStrings {
+    pub title: &'static str,
+    pub placeholder: &'static str,
+    pub search: &'static str,
+    pub customer: &'static str,
+    pub agent: &'static str,
+    pub any_agent: &'static str,
+    pub channel: &'static str,
+    pub any_channel: &'static str,
+    pub channel_oa: &'static str,
+    pub channel_kf: &'static str,
+    pub channel_web: &'static str,
+    pub from: &'static str,
+    pub to: &'static str,
+    pub no_results: &'static str,
+    pub more: &'static str,
+    pub context: &'static str,
+    pub customer_sender: &'static str,
+    pub robot_sender: &'static str,
+    pub system_sender: &'static str,
+    pub found: &'static str,
+    pub found_more: &'static str,
+    pub need_input: &'static str,
+    pub workbench_link: &'static str,
+    pub open_customer: &'static str,
+    pub media: &'static str,
+}
+
+impl SearchStrings {
+    pub fn script_json(&self) -> String {
+        script_json_of(&[
+            ("title", self.title),
+            ("placeholder", self.placeholder),
+            ("search", self.search),
+            ("customer", self.customer),
+            ("agent", self.agent),
+            ("any_agent", self.any_agent),
+            ("channel", self.channel),
+            ("any_channel", self.any_channel),
+            ("channel_oa", self.channel_oa),
+            ("channel_kf", self.channel_kf),
+            ("channel_web", self.channel_web),
+            ("from", self.from),
+            ("to", self.to),
+            ("no_results", self.no_results),
+            ("more", self.more),
+            ("context", self.context),
+            ("customer_sender", self.customer_sender),
+            ("robot_sender", self.robot_sender),
+            ("system_sender", self.system_sender),
+            ("found", self.found),
+            ("found_more", self.found_more),
+            ("need_input", self.need_input),
+            ("workbench_link", self.workbench_link),
+            ("open_customer", self.open_customer),
+            ("media", self.media),
+        ])
+    }
+}
+
+impl Lang {
+    pub fn search(self) -> &'static SearchStrings {
+        match self {
+            Lang::Zh => &SEARCH_ZH,
+            Lang::En => &SEARCH_EN,
+        }
+    }
+}
+
+static SEARCH_ZH: SearchStrings = SearchStrings {
+    title: "历史搜索",
+    placeholder: "搜索聊天记录，如：打款、过户、京A12345",
+    search: "搜索",
+    customer: "客户编号",
+    agent: "客服",
+    any_agent: "全部客服",
+    channel: "渠道",
+    any_channel: "全部渠道",
+    channel_oa: "公众号",
+    channel_kf: "微信客服",
+    channel_web: "网页",
+    from: "从",
+    to: "到",
+    no_results: "没有找到匹配的消息",
+    more: "更多结果",
+    context: "上下文",
+    customer_sender: "客户",
+    robot_sender: "机器人",
+    system_sender: "系统",
+    found: "找到 {n} 条（按时间倒序）",
+    found_more: "已显示 {n} 条，还有更多",
+    need_input: "请输入关键词，或选择客户或客服",
+    workbench_link: "工作台",
+    open_customer: "查看客户",
+    media: "[媒体]",
+};
+
+static SEARCH_EN: SearchStrings = SearchStrings {
+    title: "History search",
+    placeholder: "Search messages, e.g. payment, transfer, plate",
+    search: "Search",
+    customer: "Customer id",
+    agent: "Agent",
+    any_agent: "Any agent",
+    channel: "Channel",
+    any_channel: "Any channel",
+    channel_oa: "Official Account",
+    channel_kf: "WeCom",
+    channel_web: "Web",
+    from: "From",
+    to: "To",
+    no_results: "No matching messages",
+    more: "More results",
+    context: "Context",
+    customer_sender: "Customer",
+    robot_sender: "Robot",
+    system_sender: "System",
+    found: "{n} found (newest first)",
+    found_more: "{n} shown, more available",
+    need_input: "Type words, or choose a customer or an agent",
+    workbench_link: "Workbench",
+    open_customer: "Open customer",
+    media: "[media]",
 };
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod presence_api;
 pub mod quick_reply_api;
 pub mod realtime;
 pub mod routing_api;
+pub mod search_api;
 pub mod setup;
 pub mod survey_api;
 pub mod ticket_api;
@@ -54,6 +55,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     quick_reply_api::routes(cfg);
     workbench::routes(cfg);
     board::routes(cfg);
+    search_api::routes(cfg);
 }
 
 /// What every console page may load: its own resources, inline styles, no

@@ -394,7 +394,7 @@ pub async fn run(args: ConsoleArgs, config_dir: &Path) -> anyhow::Result<Console
 }
 
 /// `kefu serve` on the seeded database; its address from the banner.
-async fn start_server(
+pub(crate) async fn start_server(
     exe: &Path,
     config_dir: &Path,
     db_url: &str,
@@ -438,7 +438,7 @@ async fn start_server(
 }
 
 /// VmRSS and VmHWM of a process, in MB.
-fn memory_of(pid: u32) -> (f64, f64) {
+pub(crate) fn memory_of(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status

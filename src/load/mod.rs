@@ -31,6 +31,7 @@ pub mod outbound;
 pub mod report;
 pub mod routing;
 pub mod runner;
+pub mod search;
 pub mod stats;
 
 use std::path::Path;
@@ -89,6 +90,11 @@ pub enum LoadCommand {
     /// from callback to socket; then a reconnect storm (exit 1 on a lost,
     /// duplicated or out-of-sequence event).
     Console(console::ConsoleArgs),
+    /// Seed millions of messages on a fresh database, index them, start
+    /// `kefu serve` on it and time history searches by an admin, a
+    /// supervisor and an agent (exit 1 when a search that must find
+    /// something finds nothing or fails).
+    Search(search::SearchArgs),
 }
 
 /// `kefu load callbacks …`
@@ -222,6 +228,15 @@ pub async fn run(args: LoadArgs, config_dir: &Path) -> ExitCode {
                 json,
                 console::ConsoleReport::render,
                 console::ConsoleReport::ok,
+            )
+        }
+        LoadCommand::Search(a) => {
+            let json = a.json;
+            finish(
+                search::run(a, config_dir).await,
+                json,
+                search::SearchReport::render,
+                search::SearchReport::ok,
             )
         }
         LoadCommand::Crm(a) => {

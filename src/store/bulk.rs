@@ -1,6 +1,7 @@
-//! Bulk writes and reads for the load tool (`kefu load routing`): seeding
-//! thousands of agents and customers at once, and reading the whole
-//! transition record back to check it.
+//! Bulk writes and reads for the load tools (`kefu load routing`,
+//! `console`, `search`): seeding thousands of agents and customers and
+//! millions of messages at once, and reading the whole transition record
+//! back to check it.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -10,6 +11,7 @@ use sea_orm::{
 
 use super::entities::{
     agents, conversation_transitions as transitions, customer_identities, customers, group_members,
+    messages,
 };
 use super::followers::IdentityKind;
 use super::{Store, StoreError};
@@ -38,6 +40,21 @@ pub struct SeedCustomer {
     pub group: Option<GroupId>,
     pub region: Option<String>,
 }
+
+/// A stored text message to seed (history for `kefu load search`).
+#[derive(Debug, Clone)]
+pub struct SeedMessage {
+    pub customer: CustomerId,
+    /// The customer's openid on the account.
+    pub open_id: String,
+    /// `Some`: an agent's reply; `None`: the customer wrote it.
+    pub agent: Option<AgentId>,
+    pub content: String,
+    pub sent_at: DateTime<Utc>,
+}
+
+/// Messages per `INSERT` (14 values each, under SQLite's variable limit).
+const MESSAGE_ROWS: usize = 500;
 
 /// A transition's id, conversation, from, to and agent, as read.
 type TransitionTuple = (i64, i64, Option<String>, String, Option<i64>);
@@ -137,6 +154,47 @@ impl Store {
             txn.commit().await?;
         }
         Ok(ids)
+    }
+
+    /// Inserts text messages on `account`'s channel, in order, many rows
+    /// per statement.
+    pub async fn seed_messages(
+        &self,
+        account: &AccountId,
+        list: &[SeedMessage],
+    ) -> Result<(), StoreError> {
+        let now = Utc::now();
+        for chunk in list.chunks(MESSAGE_ROWS * 20) {
+            let txn = self.writer().begin().await?;
+            for rows in chunk.chunks(MESSAGE_ROWS) {
+                messages::Entity::insert_many(rows.iter().map(|m| messages::ActiveModel {
+                    account_id: Set(account.to_string()),
+                    channel: Set("oa".into()),
+                    direction: Set(if m.agent.is_some() { "out" } else { "in" }.into()),
+                    conversation_id: Set(None),
+                    customer_id: Set(Some(m.customer.0)),
+                    agent_id: Set(m.agent.map(|a| a.0)),
+                    sender: Set(if m.agent.is_some() {
+                        "agent".into()
+                    } else {
+                        m.open_id.clone()
+                    }),
+                    dedup_key: Set(None),
+                    msg_type: Set("text".into()),
+                    content: Set(Some(m.content.clone())),
+                    media_object_id: Set(None),
+                    payload: Set(None),
+                    channel_msg_id: Set(None),
+                    sent_at: Set(m.sent_at),
+                    created_at: Set(now),
+                    ..Default::default()
+                }))
+                .exec(&txn)
+                .await?;
+            }
+            txn.commit().await?;
+        }
+        Ok(())
     }
 
     /// Up to `limit` recorded transitions after id `after`, in id order (the

@@ -16,6 +16,7 @@ pub mod outbox;
 pub mod queue;
 pub mod quick_replies;
 pub mod routing;
+pub mod search;
 pub mod sessions;
 pub mod setup;
 pub mod surveys;

@@ -10,8 +10,10 @@
 //! installs them); without them the test fails and says so.
 //! A supervisor watches the board, looks into a waiting customer's
 //! conversation and takes it over.
-//! `KEFU_SCREENSHOTS=1` also writes `docs/screenshots/workbench.png` and
-//! `board.png`.
+//! A supervisor searches the history: their groups' messages, words marked,
+//! a hit's place in the customer's history.
+//! `KEFU_SCREENSHOTS=1` also writes `docs/screenshots/workbench.png`,
+//! `board.png` and `search.png`.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -568,4 +570,71 @@ async fn an_admin_creates_a_user_and_a_group_in_the_browser() {
             .status()
             == 303
     );
+}
+
+#[tokio::test]
+async fn a_supervisor_searches_the_history_in_the_browser() {
+    let w = crate::board::world().await;
+    let app = &w.app;
+    say(app, "oA", 41, "请问我的车卖了吗？什么时候打款").await;
+    say(
+        app,
+        "oB",
+        42,
+        "<img src=x onerror=\"window.__xss=1\">打款进度怎么样",
+    )
+    .await;
+    say(app, "oC", 43, "北京的打款也到了吗").await;
+    say(app, "oA", 44, "过户需要带身份证和行驶证").await;
+    let stored = app.stored("demo-oa").await;
+    assert!(
+        stored
+            .iter()
+            .any(|m| m.channel_msg_id.as_deref() == Some("43"))
+    );
+    app.state.search.drain().await.unwrap();
+
+    let page = Page::open().await;
+    page.goto(&format!("{}/login", app.address)).await;
+    page.type_in("#login", "sue").await;
+    page.type_in("#password", AGENT_PW).await;
+    page.click("button[type=submit]").await;
+    page.until("signed in", "return location.pathname === '/';")
+        .await;
+    page.goto(&format!("{}/lang/zh?next=/search", app.address))
+        .await;
+    page.until("the search page", "return location.pathname === '/search';")
+        .await;
+    page.type_in("#q", "打款").await;
+    page.click("#search-form button[type=submit]").await;
+    page.until(
+        "two hits",
+        "return document.querySelectorAll('#results .hit').length === 2;",
+    )
+    .await;
+    page.until("the word marked", &has_text("#results .hit mark", "打款"))
+        .await;
+    assert_eq!(
+        page.js(&has_text("#results .hit", "北京")).await,
+        json!(false),
+        "another group's customer"
+    );
+    // Customer text stays text.
+    page.until(
+        "the markup shown as text",
+        &has_text("#results .hit .text", "__xss=1\">"),
+    )
+    .await;
+    assert_eq!(
+        page.js("return window.__xss === undefined && !document.querySelector('#results img');")
+            .await,
+        json!(true)
+    );
+    // A hit opens its place in the customer's history.
+    page.click("#results .hit:last-child").await;
+    page.until("the context", &has_text("#context .cmsg.target", "车卖了"))
+        .await;
+    page.until("the later message", &has_text("#context .cmsg", "行驶证"))
+        .await;
+    page.screenshot("search.png").await;
 }

@@ -23,6 +23,7 @@ mod official_account;
 mod outbox;
 mod quick_replies;
 mod routing;
+mod search;
 mod setup;
 mod survey;
 mod tickets;
