@@ -50,7 +50,7 @@ pub enum Refused {
     TooLarge { kind: MediaKind, limit: u64 },
     /// The name or declared type says picture, sound or video; the content
     /// is not one WeChat takes.
-    #[error("文件内容不是可发送的{}（{}）。The file's content is not a {} WeChat accepts ({}).", .claimed.label_zh(), allowed(*.channel, *.claimed), .claimed.label_en(), allowed(*.channel, *.claimed))]
+    #[error("文件内容与其名称或类型不符，不是可发送的{}（允许：{}）。The file's content does not match its name or type: it is not a valid {} for WeChat (allowed: {}).", .claimed.label_zh(), allowed(*.channel, *.claimed), .claimed.label_en(), allowed(*.channel, *.claimed))]
     NotWhatItClaims {
         claimed: MediaKind,
         channel: AccountKind,
