@@ -16,6 +16,8 @@ pub enum Code {
     NotFound,
     Conflict,
     Gone,
+    /// A file of a type the operation does not take.
+    UnsupportedMediaType,
     /// Too many attempts (e.g. a locked sign-in).
     TooManyRequests,
     Unavailable,
@@ -32,6 +34,7 @@ impl Code {
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::Conflict => StatusCode::CONFLICT,
             Code::Gone => StatusCode::GONE,
+            Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -96,6 +96,12 @@ impl Application {
             outbound_ready.clone(),
             &mut workers,
         );
+        let media = crate::media::Media::new(
+            store.clone(),
+            channels.clone(),
+            http.clone(),
+            settings.media.clone(),
+        );
         let outbox = Outbox::new(
             store.clone(),
             bus.clone(),
@@ -103,7 +109,8 @@ impl Application {
             ingest.clone(),
             settings.outbox.clone(),
             outbound_ready,
-        );
+        )
+        .with_media(media.clone());
         if settings.outbox.enabled {
             outbox.start(&mut workers);
         }
@@ -115,12 +122,6 @@ impl Application {
             },
             Duration::from_secs(settings.kf.poll_interval_secs),
             &mut workers,
-        );
-        let media = crate::media::Media::new(
-            store.clone(),
-            channels.clone(),
-            http.clone(),
-            settings.media.clone(),
         );
         media.start(&bus, &mut workers);
         let router = crate::routing::Router::new(settings.routing.require_shifts)

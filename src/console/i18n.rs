@@ -268,6 +268,10 @@ pub struct WorkbenchStrings {
     pub save_quick: &'static str,
     pub quick_saved: &'static str,
     pub emoji: &'static str,
+    pub attach: &'static str,
+    pub attach_hint: &'static str,
+    pub uploading: &'static str,
+    pub upload_refused: &'static str,
 }
 
 impl WorkbenchStrings {
@@ -322,6 +326,8 @@ impl WorkbenchStrings {
             ("save_quick", self.save_quick),
             ("quick_saved", self.quick_saved),
             ("emoji", self.emoji),
+            ("uploading", self.uploading),
+            ("upload_refused", self.upload_refused),
         ];
         script_json_of(&pairs)
     }
@@ -398,6 +404,10 @@ static WB_ZH: WorkbenchStrings = WorkbenchStrings {
     save_quick: "存为快捷回复",
     quick_saved: "已存为快捷回复",
     emoji: "表情",
+    attach: "图片/文件",
+    attach_hint: "发送图片、语音、视频或文件（也可粘贴或拖入图片）。公众号：图片 2 MB、语音 2 MB、视频 10 MB，不能发文件；微信客服：图片 10 MB、文件 20 MB",
+    uploading: "上传中 {n}%",
+    upload_refused: "未发送",
 };
 
 static WB_EN: WorkbenchStrings = WorkbenchStrings {
@@ -462,6 +472,10 @@ static WB_EN: WorkbenchStrings = WorkbenchStrings {
     save_quick: "Save as quick reply",
     quick_saved: "Saved as a quick reply",
     emoji: "Emoji",
+    attach: "Image/file",
+    attach_hint: "Send an image, voice, video or file (or paste or drop a picture). Official Accounts: images 2 MB, voice 2 MB, video 10 MB, no files; WeCom: images 10 MB, files 20 MB",
+    uploading: "uploading {n}%",
+    upload_refused: "Not sent",
 };
 
 static ZH: Strings = Strings {

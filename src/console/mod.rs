@@ -13,6 +13,7 @@ pub mod customer_api;
 pub mod health;
 pub mod i18n;
 pub mod login;
+pub mod media_api;
 pub mod presence_api;
 pub mod quick_reply_api;
 pub mod realtime;
@@ -52,6 +53,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     survey_api::routes(cfg);
     realtime::routes(cfg);
     workbench_api::routes(cfg);
+    media_api::routes(cfg);
     quick_reply_api::routes(cfg);
     workbench::routes(cfg);
     board::routes(cfg);

@@ -8,6 +8,8 @@
 //!   safe: the same id is stored and sent once. Refused with 409 when I do
 //!   not serve the conversation or WeChat's window is closed (the reason
 //!   says why);
+//! - `POST /api/conversations/{id}/media?client_id=…&name=…`: an image,
+//!   voice, video or file (see `media_api`), with the same checks;
 //! - `POST /api/conversations/{id}/read` `{"message_id": N}`: I have read up
 //!   to this message.
 
@@ -27,7 +29,7 @@ use crate::store::entities::conversations;
 use crate::wechat::api::OutboundContent;
 
 /// How long a reply may wait for the group commit.
-const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest client id.
 const CLIENT_ID_CHARS: usize = 64;
 
@@ -150,15 +152,29 @@ struct Sent {
     existing: bool,
 }
 
-async fn reply(
-    state: web::Data<AppState>,
-    user: CurrentUser,
-    path: web::Path<i64>,
-    body: web::Json<ReplyBody>,
-) -> Result<HttpResponse, ApiError> {
-    let id = ConversationId(path.into_inner());
-    let body = body.into_inner();
-    let client_id = body.client_id.trim();
+/// Where an agent's reply goes, once checked: the conversation (served
+/// by this agent), the account, the customer's id there, and the reply's
+/// idempotency key.
+pub(crate) struct ReplyTarget {
+    pub conversation: conversations::Model,
+    pub account: AccountId,
+    pub recipient: String,
+    pub key: String,
+    /// The message stored before under this client id, if any.
+    pub existing: Option<crate::store::entities::outbox::Model>,
+}
+
+/// The checks of every reply, text or media: a well-formed client id, a
+/// conversation `user` may act on and serves, a customer reachable on its
+/// channel, and WeChat's window open (unless this client id was stored
+/// before: a retry is answered as stored).
+pub(crate) async fn reply_target(
+    state: &AppState,
+    user: &CurrentUser,
+    id: ConversationId,
+    client_id: &str,
+) -> Result<ReplyTarget, ApiError> {
+    let client_id = client_id.trim();
     if client_id.is_empty()
         || client_id.chars().count() > CLIENT_ID_CHARS
         || !client_id
@@ -170,7 +186,7 @@ async fn reply(
             "client_id must be 1 to 64 letters, digits, - or _",
         ));
     }
-    let conv = conversation_for(&state, &user, id).await?;
+    let conv = conversation_for(state, user, id).await?;
     if conv.state != "assigned" || conv.agent_id != Some(user.agent_id.0) {
         return Err(ApiError::new(
             Code::Conflict,
@@ -190,11 +206,10 @@ async fn reply(
         ));
     };
     let key = format!("console:{}:{client_id}", user.agent_id);
-    let window = state.outbox.window(&account, &recipient).await?;
-    if !window.open {
-        // A retry of a message stored before the window closed is still
-        // answered as stored, below.
-        if state.store.outbound_by_key(&account, &key).await?.is_none() {
+    let existing = state.store.outbound_by_key(&account, &key).await?;
+    if existing.is_none() {
+        let window = state.outbox.window(&account, &recipient).await?;
+        if !window.open {
             return Err(ApiError::new(
                 Code::Conflict,
                 format!(
@@ -206,32 +221,57 @@ async fn reply(
             ));
         }
     }
-    let req = OutboundRequest {
+    Ok(ReplyTarget {
+        conversation: conv,
         account,
         recipient,
+        key,
+        existing,
+    })
+}
+
+/// What the outbox's refusal means to the console.
+pub(crate) fn outbox_error(e: OutboxError) -> ApiError {
+    match e {
+        OutboxError::Invalid(why) => ApiError::new(Code::BadRequest, why),
+        OutboxError::NotStored(e) => {
+            tracing::warn!(error = %e, "a reply was not stored");
+            ApiError::new(Code::Unavailable, "the reply was not stored; send it again")
+        }
+        e => ApiError::internal(e),
+    }
+}
+
+async fn reply(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<i64>,
+    body: web::Json<ReplyBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = ConversationId(path.into_inner());
+    let body = body.into_inner();
+    let target = reply_target(&state, &user, id, &body.client_id).await?;
+    let req = OutboundRequest {
+        account: target.account,
+        recipient: target.recipient,
         content: OutboundContent::Text { content: body.text },
         speaker: Speaker::Agent {
             id: user.agent_id,
             login: user.login.clone(),
         },
-        open_kfid: conv.open_kfid.clone(),
-        idempotency_key: Some(key),
+        open_kfid: target.conversation.open_kfid.clone(),
+        idempotency_key: Some(target.key),
+        media: None,
     };
-    match state.outbox.send(req, SEND_TIMEOUT).await {
-        Ok(e) => Ok(json(&Sent {
-            message_id: e.message,
-            existing: e.existing,
-        })),
-        Err(OutboxError::Invalid(why)) => Err(ApiError::new(Code::BadRequest, why)),
-        Err(OutboxError::NotStored(e)) => {
-            tracing::warn!(error = %e, "a reply was not stored");
-            Err(ApiError::new(
-                Code::Unavailable,
-                "the reply was not stored; send it again",
-            ))
-        }
-        Err(e) => Err(ApiError::internal(e)),
-    }
+    let e = state
+        .outbox
+        .send(req, SEND_TIMEOUT)
+        .await
+        .map_err(outbox_error)?;
+    Ok(json(&Sent {
+        message_id: e.message,
+        existing: e.existing,
+    }))
 }
 
 #[derive(Deserialize)]

@@ -12,6 +12,9 @@
 //!   which WeCom de-duplicates; the OA custom-send API has no such key, so a
 //!   crash between WeChat's answer and the commit of `sent` can repeat that
 //!   one message.
+//! - Media an agent uploaded (kept in the media store) are uploaded to
+//!   WeChat by the sender, through [`Media::with_uploaded_as`] (the media
+//!   id cached, uploaded again when WeChat forgot it), then sent with it.
 //! - [`Outbox::window`] tells, before anything is typed, whether WeChat will
 //!   accept a message (48 hours after the customer's last message, 5
 //!   messages; configurable).
@@ -29,6 +32,8 @@ use crate::channels::Channels;
 use crate::config::{AccountKind, OutboxSettings};
 use crate::conversation::ingest::{IngestError, Ingestor};
 use crate::ids::{AccountId, AgentId, MessageId};
+use crate::media::upload::SendAs;
+use crate::media::{Media, MediaError, MediaKind};
 use crate::store::messages::Channel;
 use crate::store::outbox::{Enqueued, NewOutbound, SendOutcome};
 use crate::store::{Store, StoreError};
@@ -65,6 +70,57 @@ pub struct OutboundRequest {
     pub open_kfid: Option<String>,
     /// The caller's id for this message: a retried request is stored once.
     pub idempotency_key: Option<String>,
+    /// A file of Kefu's media store to send: `content` is then the media
+    /// message of its kind with an empty `media_id`, filled in when sent.
+    pub media: Option<OutboundMedia>,
+}
+
+/// A stored media object sent as `kind` (an image, voice, video or file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboundMedia {
+    pub object_id: i64,
+    /// `image`, `voice`, `video` or `file`.
+    pub kind: String,
+    /// The name WeChat shows for a file (and the message's text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+}
+
+impl OutboundMedia {
+    pub fn new(object_id: i64, kind: MediaKind, filename: Option<String>) -> Self {
+        Self {
+            object_id,
+            kind: kind.as_str().into(),
+            filename,
+        }
+    }
+
+    fn media_kind(&self) -> Option<MediaKind> {
+        [
+            MediaKind::Image,
+            MediaKind::Voice,
+            MediaKind::Video,
+            MediaKind::File,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == self.kind)
+    }
+
+    /// The message to send, its media id still empty.
+    pub fn content(&self) -> OutboundContent {
+        let media_id = String::new();
+        match self.media_kind() {
+            Some(MediaKind::Image) => OutboundContent::Image { media_id },
+            Some(MediaKind::Voice) => OutboundContent::Voice { media_id },
+            Some(MediaKind::Video) => OutboundContent::Video {
+                media_id,
+                thumb_media_id: None,
+                title: None,
+                description: None,
+            },
+            Some(MediaKind::File) | None => OutboundContent::File { media_id },
+        }
+    }
 }
 
 /// What the sender replays, stored in the outbox row.
@@ -73,6 +129,8 @@ struct StoredRequest {
     content: OutboundContent,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     open_kfid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    media: Option<OutboundMedia>,
 }
 
 /// Why a message was not accepted.
@@ -127,6 +185,8 @@ pub struct Outbox {
     /// This sender's name on the leases it takes.
     owner: String,
     ready: Arc<Notify>,
+    /// Uploads stored media to WeChat; without it media messages fail.
+    media: Option<Media>,
 }
 
 /// Longest text WeChat delivers in one customer-service message (bytes).
@@ -150,7 +210,14 @@ impl Outbox {
             settings,
             owner,
             ready,
+            media: None,
         }
+    }
+
+    /// Sends stored media through `media` (uploaded to WeChat first).
+    pub fn with_media(mut self, media: Media) -> Self {
+        self.media = Some(media);
+        self
     }
 
     /// Starts the sender loops as workers. Several loops overlap one step's
@@ -182,6 +249,7 @@ impl Outbox {
         let stored = StoredRequest {
             content: req.content.clone(),
             open_kfid: req.open_kfid.clone(),
+            media: req.media.clone(),
         };
         let request =
             serde_json::to_string(&stored).map_err(|e| OutboxError::Invalid(e.to_string()))?;
@@ -196,9 +264,13 @@ impl Outbox {
             sender: req.speaker.sender(),
             agent,
             msg_type: content_type(&req.content).into(),
-            content: content_text(&req.content),
+            content: match &req.media {
+                Some(m) => m.filename.clone().filter(|_| m.kind == "file"),
+                None => content_text(&req.content),
+            },
             request,
             idempotency_key: req.idempotency_key.clone(),
+            media_object_id: req.media.as_ref().map(|m| m.object_id),
         };
         let enqueued = self.ingest.enqueue(msg, timeout).await?;
         if let Some((conversation, customer, message)) = enqueued.filed.clone() {
@@ -338,9 +410,39 @@ impl Outbox {
                 msgid: Some(format!("kefu{}", row.id)),
             },
         };
-        match acc.api.send(&row.recipient, &stored.content, route).await {
+        let Some(m) = &stored.media else {
+            return match acc.api.send(&row.recipient, &stored.content, route).await {
+                Ok(receipt) => Ok(receipt.msgid),
+                Err(e) => Err(Failure::from_api(&e)),
+            };
+        };
+        let Some(media) = &self.media else {
+            return Err(Failure::permanent(
+                "no media service on this sender",
+                "媒体无法发送（未配置媒体存储）。Media cannot be sent: no media store is configured.",
+            ));
+        };
+        let Ok(account) = AccountId::parse(&row.account_id) else {
+            return Err(Failure::permanent(
+                "account id unreadable",
+                "账号已不在配置中。The account is no longer configured.",
+            ));
+        };
+        let send_as = SendAs {
+            kind: m.media_kind(),
+            filename: m.filename.clone(),
+        };
+        let (acc, route, content) = (&acc, &route, &stored.content);
+        let sent = media
+            .with_uploaded_as(&account, m.object_id, &send_as, |media_id| {
+                let content = content.with_media_id(media_id);
+                async move { acc.api.send(&row.recipient, &content, route.clone()).await }
+            })
+            .await;
+        match sent {
             Ok(receipt) => Ok(receipt.msgid),
-            Err(e) => Err(Failure::from_api(&e)),
+            Err(MediaError::Api(e)) => Err(Failure::from_api(&e)),
+            Err(e) => Err(Failure::from_media(&e)),
         }
     }
 
@@ -383,6 +485,21 @@ impl Failure {
             error: error.into(),
             reason: reason.into(),
             transient: false,
+        }
+    }
+
+    fn from_media(e: &MediaError) -> Self {
+        let reason = match e {
+            MediaError::TooLarge { .. } | MediaError::Type { .. } | MediaError::Refused(_) => {
+                e.to_string()
+            }
+            MediaError::NotFound => "媒体文件已不在存储中。The media file is no longer stored.".into(),
+            _ => "媒体文件暂时无法读取，稍后重试。The media file could not be read; it will be retried.".into(),
+        };
+        Self {
+            error: e.to_string(),
+            reason,
+            transient: e.is_transient(),
         }
     }
 
@@ -455,6 +572,17 @@ fn validate(req: &OutboundRequest, kind: AccountKind) -> Result<(), OutboxError>
     if kind == AccountKind::WecomKf && req.open_kfid.as_deref().is_none_or(str::is_empty) {
         return bad("a WeCom Customer Service message needs open_kfid");
     }
+    if let Some(m) = &req.media {
+        if m.media_kind().is_none() {
+            return bad("media kind must be image, voice, video or file");
+        }
+        if req.content != m.content() {
+            return bad("media content must be the empty message of its kind");
+        }
+        if m.kind == "file" && kind == AccountKind::OfficialAccount {
+            return bad("the Official Account customer-service API cannot send files");
+        }
+    }
     if let OutboundContent::Text { content } = &req.content {
         if content.trim().is_empty() {
             return bad("text is empty");
@@ -478,6 +606,7 @@ fn content_type(c: &OutboundContent) -> &'static str {
         OutboundContent::Text { .. } => "text",
         OutboundContent::Image { .. } => "image",
         OutboundContent::Voice { .. } => "voice",
+        OutboundContent::File { .. } => "file",
         OutboundContent::Video { .. } => "video",
         OutboundContent::Link { .. } => "link",
         OutboundContent::MiniProgram { .. } => "miniprogram",

@@ -219,6 +219,7 @@ pub async fn run(args: OutboundArgs, config_dir: &Path) -> anyhow::Result<Outbou
             },
             open_kfid: None,
             idempotency_key: None,
+            media: None,
         };
         tasks.spawn(async move {
             match outbox.send(req, Duration::from_secs(5)).await {

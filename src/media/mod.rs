@@ -12,8 +12,12 @@
 //!   `media/upload`, the media id cached until WeChat forgets it.
 //! - `route`: `GET /media/{id}` for signed-in console users.
 //! - `rules`: the pure parts (paths, content types, sniffing).
+//! - `outgoing`: what an agent may send on each channel (kinds by content,
+//!   limits); [`MediaStore::receive_upload`] streams an upload into the
+//!   store under those rules.
 
 pub mod download;
+pub mod outgoing;
 pub mod route;
 pub mod rules;
 pub mod store;
@@ -48,6 +52,9 @@ pub enum MediaError {
     },
     #[error("文件是空的。The file is empty.")]
     Empty,
+    /// An agent's upload the channel cannot send (see [`outgoing`]).
+    #[error(transparent)]
+    Refused(#[from] outgoing::Refused),
     #[error("unknown account {0}")]
     UnknownAccount(String),
     #[error("not found")]

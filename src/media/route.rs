@@ -80,7 +80,12 @@ async fn serve(
 
 /// Whether `user` may see a conversation or customer the object is used in.
 async fn may_see(state: &AppState, user: &CurrentUser, id: i64) -> Result<bool, ApiError> {
-    if user.role.at_least(crate::auth::Role::Admin) {
+    if user.role.at_least(crate::auth::Role::Admin)
+        || state
+            .store
+            .media_sent_or_served_by(id, user.agent_id)
+            .await?
+    {
         return Ok(true);
     }
     for u in state.store.media_uses(id).await? {

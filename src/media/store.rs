@@ -14,8 +14,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::MediaError;
+use super::outgoing::{self, Refused, Sendable};
 use super::rules::{self, MediaKind};
-use crate::config::MediaSettings;
+use crate::config::{AccountKind, MediaSettings};
 use crate::store::Store;
 use crate::store::entities::media_objects;
 use crate::store::media::NewMediaObject;
@@ -88,13 +89,18 @@ impl MediaStore {
 
     /// Starts receiving a file of `kind`.
     pub async fn begin(&self, kind: MediaKind) -> Result<Incoming, MediaError> {
+        self.begin_limited(kind, kind.limit(&self.settings)).await
+    }
+
+    /// Starts receiving a file of `kind` with a limit of its own.
+    async fn begin_limited(&self, kind: MediaKind, limit: u64) -> Result<Incoming, MediaError> {
         let tmp_dir = self.settings.dir.join("tmp");
         tokio::fs::create_dir_all(&tmp_dir).await?;
         let tmp = tmp_dir.join(uuid::Uuid::new_v4().simple().to_string());
         let file = tokio::fs::File::create(&tmp).await?;
         Ok(Incoming {
             kind,
-            limit: kind.limit(&self.settings),
+            limit,
             file,
             tmp,
             hasher: Sha256::new(),
@@ -184,6 +190,71 @@ impl MediaStore {
         }
         let declared = stream.content_type.clone();
         self.finish(incoming, declared.as_deref()).await
+    }
+
+    /// Stores an agent's upload for sending on `channel` as it arrives:
+    /// its kind is decided by its first bytes ([`outgoing::classify`]),
+    /// a declared length over that kind's limit is refused before reading
+    /// on, and reading stops at the limit. At most one chunk and the file
+    /// are held, never the whole body in memory. `name` and `declared` are
+    /// what the browser said (they only serve to refuse a file that lies).
+    pub async fn receive_upload<S, E>(
+        &self,
+        channel: AccountKind,
+        name: Option<&str>,
+        declared: Option<&str>,
+        content_length: Option<u64>,
+        body: &mut S,
+    ) -> Result<(media_objects::Model, Sendable), MediaError>
+    where
+        S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        use futures_util::StreamExt as _;
+        let mut first = Vec::new();
+        let mut head = Vec::with_capacity(outgoing::HEAD);
+        while head.len() < outgoing::HEAD {
+            match body.next().await {
+                Some(Ok(chunk)) => {
+                    let n = (outgoing::HEAD - head.len()).min(chunk.len());
+                    head.extend_from_slice(&chunk[..n]);
+                    first.push(chunk);
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "upload interrupted");
+                    return Err(Refused::Interrupted.into());
+                }
+                None => break,
+            }
+        }
+        let sendable = outgoing::classify(channel, &head, name, declared)?;
+        let kind = sendable.kind;
+        if let Some(n) = content_length {
+            outgoing::check_size(channel, kind, n, &self.settings)?;
+        }
+        let limit = outgoing::limit(channel, kind, &self.settings);
+        let too_large = |e: MediaError| match e {
+            MediaError::TooLarge { kind, limit } => Refused::TooLarge { kind, limit }.into(),
+            e => e,
+        };
+        let mut incoming = self.begin_limited(kind, limit).await?;
+        for chunk in first {
+            incoming.write(&chunk).await.map_err(too_large)?;
+        }
+        while let Some(chunk) = body.next().await {
+            match chunk {
+                Ok(chunk) => incoming.write(&chunk).await.map_err(too_large)?,
+                Err(e) => {
+                    tracing::debug!(error = %e, "upload interrupted");
+                    return Err(Refused::Interrupted.into());
+                }
+            }
+        }
+        outgoing::check_size(channel, kind, incoming.size, &self.settings)?;
+        let row = self
+            .finish(incoming, Some(sendable.content_type.as_str()))
+            .await?;
+        Ok((row, sendable))
     }
 
     /// A stored object and the path of its file.

@@ -38,6 +38,17 @@ impl Media {
         object_id: i64,
         now: DateTime<Utc>,
     ) -> Result<String, MediaError> {
+        self.upload_as(account, object_id, &SendAs::default(), now)
+            .await
+    }
+
+    async fn upload_as(
+        &self,
+        account: &AccountId,
+        object_id: i64,
+        send_as: &SendAs,
+        now: DateTime<Utc>,
+    ) -> Result<String, MediaError> {
         let reuse = chrono::Duration::seconds(self.settings.upload_reuse_secs as i64);
         if let Some(cached) = self.db.media_upload(account, object_id).await?
             && now - cached.uploaded_at < reuse
@@ -49,7 +60,9 @@ impl Media {
             .get_any(account.as_str())
             .ok_or_else(|| MediaError::UnknownAccount(account.to_string()))?;
         let row = self.db.media_object(object_id).await?;
-        let kind = MediaKind::of_content_type(&row.content_type);
+        let kind = send_as
+            .kind
+            .unwrap_or_else(|| MediaKind::of_content_type(&row.content_type));
         let limit = kind.limit(&self.settings);
         if row.size as u64 > limit {
             return Err(MediaError::TooLarge { kind, limit });
@@ -68,11 +81,13 @@ impl Media {
             }
         };
         let (_, bytes) = self.store.read(object_id).await?;
-        let filename = format!(
-            "{}.{}",
-            &row.sha256[..16.min(row.sha256.len())],
-            rules::extension(&row.content_type)
-        );
+        let filename = send_as.filename.clone().unwrap_or_else(|| {
+            format!(
+                "{}.{}",
+                &row.sha256[..16.min(row.sha256.len())],
+                rules::extension(&row.content_type)
+            )
+        });
         let uploaded = acc
             .api
             .media_upload(
@@ -110,15 +125,45 @@ impl Media {
         F: Fn(String) -> Fut,
         Fut: Future<Output = Result<T, ApiError>>,
     {
-        let media_id = self.upload_for_send(account, object_id).await?;
+        self.with_uploaded_as(account, object_id, &SendAs::default(), send)
+            .await
+    }
+
+    /// [`Media::with_uploaded`], uploading the object as `send_as` says
+    /// (an agent's GIF goes to WeCom as a file, under the agent's name).
+    /// The cached media id is per account and object, whatever the name.
+    pub async fn with_uploaded_as<T, F, Fut>(
+        &self,
+        account: &AccountId,
+        object_id: i64,
+        send_as: &SendAs,
+        send: F,
+    ) -> Result<T, MediaError>
+    where
+        F: Fn(String) -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        let media_id = self
+            .upload_as(account, object_id, send_as, Utc::now())
+            .await?;
         match send(media_id).await {
             Err(e) if e.code() == Some(INVALID_MEDIA_ID) => {
                 tracing::info!(account = %account, object_id, "media id expired on WeChat; uploading again");
                 self.forget_upload(account, object_id).await?;
-                let media_id = self.upload_for_send(account, object_id).await?;
+                let media_id = self
+                    .upload_as(account, object_id, send_as, Utc::now())
+                    .await?;
                 Ok(send(media_id).await?)
             }
             other => Ok(other?),
         }
     }
+}
+
+/// How an object is uploaded: its kind (default: from its content type)
+/// and the file name WeChat shows (default: from its hash).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SendAs {
+    pub kind: Option<MediaKind>,
+    pub filename: Option<String>,
 }

@@ -101,6 +101,44 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether `agent` sent the media object, or serves a conversation it
+    /// was sent or received in: enough to open it, however many other
+    /// conversations share the same content.
+    pub async fn media_sent_or_served_by(
+        &self,
+        media_object: i64,
+        agent: AgentId,
+    ) -> Result<bool, StoreError> {
+        use sea_orm::PaginatorTrait;
+        use sea_orm::sea_query::Query;
+        let sent = messages::Entity::find()
+            .filter(messages::Column::MediaObjectId.eq(media_object))
+            .filter(messages::Column::AgentId.eq(agent.0))
+            .count(self.conn())
+            .await?;
+        if sent > 0 {
+            return Ok(true);
+        }
+        let served: Vec<i64> = conversations::Entity::find()
+            .select_only()
+            .column(conversations::Column::Id)
+            .filter(conversations::Column::AgentId.eq(agent.0))
+            .filter(
+                conversations::Column::Id.in_subquery(
+                    Query::select()
+                        .column(messages::Column::ConversationId)
+                        .from(messages::Entity)
+                        .and_where(messages::Column::MediaObjectId.eq(media_object))
+                        .to_owned(),
+                ),
+            )
+            .limit(1)
+            .into_tuple()
+            .all(self.conn())
+            .await?;
+        Ok(!served.is_empty())
+    }
+
     /// The messages that carry the media object (a few are enough to
     /// decide who may open it).
     pub async fn media_uses(&self, media_object: i64) -> Result<Vec<MediaUse>, StoreError> {

@@ -37,6 +37,8 @@ pub struct NewOutbound {
     pub request: String,
     /// A caller's key: the same key twice stores one message.
     pub idempotency_key: Option<String>,
+    /// The media store object the message carries (an agent's upload).
+    pub media_object_id: Option<i64>,
 }
 
 /// The stored outbound message.
@@ -237,6 +239,7 @@ pub(crate) async fn enqueue_outbound_in(
         sender: Set(m.sender.clone()),
         msg_type: Set(m.msg_type.clone()),
         content: Set(m.content.clone()),
+        media_object_id: Set(m.media_object_id),
         payload: Set(Some(m.request.clone())),
         sent_at: Set(now),
         created_at: Set(now),

@@ -64,16 +64,19 @@
   }
 
   function media(m) {
-    const src = '/media/' + m.media_object_id;
+    // A picture being sent shows from the file itself (a data: URL).
+    const src = m.preview || '/media/' + m.media_object_id;
     if (m.msg_type === 'image') { const i = el('img'); i.src = src; i.alt = T.type_image; return i; }
+    if (!m.media_object_id) return el('span', 'text', '[' + (T['type_' + m.msg_type] || m.msg_type) + ']');
     if (m.msg_type === 'voice') { const a = el('audio'); a.controls = true; a.src = src; return a; }
     if (m.msg_type === 'video' || m.msg_type === 'shortvideo') { const v = el('video'); v.controls = true; v.src = src; return v; }
-    const a = el('a', null, T.download); a.href = src; a.download = ''; return a;
+    const a = el('a', null, T.download); a.href = src; a.download = m.content || ''; return a;
   }
 
   function statusText(m) {
     const s = state.status.get(m.id) || (m.pending ? { status: m.pending } : null);
     if (!s) return '';
+    if (s.status === 'sending' && m.progress !== undefined) return T.uploading.replace('{n}', m.progress);
     if (s.status === 'failed') return T.status_failed + (s.reason ? '：' + s.reason : '');
     return T['status_' + s.status] || s.status;
   }
@@ -87,9 +90,10 @@
       const meta = el('div', 'meta', (m.direction === 'in' ? T.customer : m.sender) + ' · ' + new Date(m.sent_at).toLocaleTimeString());
       row.append(meta);
       const body = el('div', 'body');
-      if (m.media_object_id) body.append(media(m));
+      const hasMedia = m.media_object_id || m.preview || (m.pending && m.msg_type !== 'text');
+      if (hasMedia) body.append(media(m));
       if (m.content) body.append(el('span', 'text', m.content));
-      else if (!m.media_object_id) body.append(el('span', 'text', preview(m)));
+      else if (!hasMedia) body.append(el('span', 'text', preview(m)));
       row.append(body);
       if (m.direction === 'out') row.append(el('div', 'status', statusText(m)));
       box.append(row);
@@ -338,6 +342,84 @@
     renderMessages();
   }
 
+  // Attachments: the file is the request body (the kind is decided by the
+  // server from its content); the same client id on a retry is stored and
+  // sent once. Progress while it uploads, the server's reason if refused.
+  function post(conv, clientId, file, onProgress) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      const q = '?client_id=' + encodeURIComponent(clientId) + '&name=' + encodeURIComponent(file.name || '');
+      xhr.open('POST', '/api/conversations/' + conv + '/media' + q);
+      xhr.setRequestHeader('X-CSRF-Token', document.querySelector('meta[name="csrf-token"]').content);
+      xhr.setRequestHeader('Content-Type', file.type || 'application/octet-stream');
+      xhr.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(Math.floor((100 * e.loaded) / e.total)); };
+      xhr.onload = () => {
+        let data = null;
+        try { data = JSON.parse(xhr.responseText); } catch (_) { data = null; }
+        if (xhr.status === 401) { location.href = '/login?next=/workbench'; return reject(new Error('signed out')); }
+        if (xhr.status >= 200 && xhr.status < 300 && data) return resolve(data);
+        const err = new Error((data && data.message) || xhr.statusText || String(xhr.status));
+        err.status = xhr.status;
+        reject(err);
+      };
+      xhr.onerror = () => reject(new Error('network'));
+      xhr.send(file);
+    });
+  }
+
+  function guessType(file) {
+    const t = file.type || '';
+    if (/^image\/(jpeg|png|gif)$/.test(t)) return 'image';
+    if (/^audio\/(amr|mpeg|mp3)$/.test(t)) return 'voice';
+    if (t === 'video/mp4') return 'video';
+    return 'file';
+  }
+
+  async function sendFile(file) {
+    if (!file || !state.selected) return;
+    const conv = state.selected;
+    const clientId = state.tab + '-' + (++state.counter);
+    const kind = guessType(file);
+    const pending = { id: 'pending-' + clientId, direction: 'out', sender: state.me.login, msg_type: kind, content: kind === 'file' ? file.name : null, sent_at: new Date().toISOString(), pending: 'sending', progress: 0 };
+    state.messages.push(pending);
+    renderMessages();
+    if (kind === 'image') {
+      const reader = new FileReader();
+      reader.onload = () => { pending.preview = reader.result; renderMessages(); };
+      reader.readAsDataURL(file);
+    }
+    let shown = -1;
+    const progress = (n) => { if (n !== shown) { shown = n; pending.progress = n; renderMessages(); } };
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        const r = await post(conv, clientId, file, progress);
+        const i = state.messages.indexOf(pending);
+        const filed = state.messages.findIndex((m) => m.id === r.message_id);
+        if (filed >= 0) {
+          // Filed over the socket first: that one shows the stored file.
+          if (i >= 0) state.messages.splice(i, 1);
+        } else if (i >= 0) {
+          // Stored: shown from the media store from now on.
+          state.messages[i] = Object.assign({}, pending, { id: r.message_id, media_object_id: r.media_object_id, msg_type: r.msg_type, pending: undefined, progress: undefined, preview: undefined });
+          if (!state.status.has(r.message_id)) state.status.set(r.message_id, { status: 'queued' });
+        }
+        renderMessages();
+        return;
+      } catch (e) {
+        if (e.status) {
+          state.messages.splice(state.messages.indexOf(pending), 1);
+          renderMessages();
+          banner(T.upload_refused + '：' + e.message);
+          return;
+        }
+        await new Promise((ok) => setTimeout(ok, 500 * (attempt + 1)));
+      }
+    }
+    pending.pending = 'failed';
+    pending.progress = undefined;
+    renderMessages();
+  }
+
   function apply(ev) {
     if (ev.type === 'message_filed') {
       const it = state.convs.find((x) => x.conversation.id === ev.conversation);
@@ -352,7 +434,7 @@
         renderList();
       }
       if (state.selected === ev.conversation && !state.messages.some((m) => m.id === ev.message.id)) {
-        const p = state.messages.findIndex((m) => m.pending && m.content === ev.message.content);
+        const p = ev.message.msg_type === 'text' ? state.messages.findIndex((m) => m.pending && m.msg_type === 'text' && m.content === ev.message.content) : -1;
         if (p >= 0) state.messages.splice(p, 1);
         state.messages.push(ev.message);
         renderMessages();
@@ -418,6 +500,24 @@
   }
 
   $('send').addEventListener('click', send);
+  $('attach').addEventListener('click', () => $('file').click());
+  $('file').addEventListener('change', () => {
+    const files = Array.from($('file').files || []);
+    $('file').value = '';
+    for (const f of files) sendFile(f);
+  });
+  // A picture pasted into the composer, or files dropped on the conversation.
+  $('text').addEventListener('paste', (e) => {
+    const files = Array.from((e.clipboardData && e.clipboardData.files) || []);
+    if (files.length) { e.preventDefault(); for (const f of files) sendFile(f); }
+  });
+  $('chat').addEventListener('dragover', (e) => { e.preventDefault(); $('chat').classList.add('dropping'); });
+  $('chat').addEventListener('dragleave', () => $('chat').classList.remove('dropping'));
+  $('chat').addEventListener('drop', (e) => {
+    e.preventDefault();
+    $('chat').classList.remove('dropping');
+    for (const f of Array.from((e.dataTransfer && e.dataTransfer.files) || [])) sendFile(f);
+  });
   $('quick').addEventListener('change', useQuick);
   $('save-quick').addEventListener('click', saveQuick);
   $('emoji').addEventListener('click', toggleEmoji);

@@ -374,6 +374,49 @@ async fn an_agent_works_wechat_customers_in_the_browser() {
     .await;
     page.screenshot("workbench.png").await;
 
+    // A picture dropped on the conversation is uploaded, shown and sent;
+    // a file the Official Account cannot send is refused in words.
+    let drop = |bytes: &str, name: &str, ty: &str| {
+        format!(
+            "const dt = new DataTransfer(); \
+             dt.items.add(new File([new Uint8Array([{bytes}])], '{name}', {{type: '{ty}'}})); \
+             document.getElementById('chat').dispatchEvent(new DragEvent('drop', {{dataTransfer: dt, bubbles: true, cancelable: true}})); \
+             return true;"
+        )
+    };
+    page.js(&drop(
+        "137,80,78,71,13,10,26,10,0,0,0,13,73,72,68,82,0,0,0,1,0,0,0,1,8,6,0,0,0,31,21,196,137",
+        "car.png",
+        "image/png",
+    ))
+    .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !app
+        .fake
+        .requests_to("message/custom/send")
+        .iter()
+        .any(|r| r.json.as_ref().is_some_and(|j| j["msgtype"] == "image"))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the picture reached WeChat"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    page.until(
+        "the picture shown from the media store",
+        "return document.querySelector('#messages .msg.out img[src^=\"/media/\"]') !== null;",
+    )
+    .await;
+    page.js(&drop(
+        "37,80,68,70,45,49,46,55,10",
+        "报价单.pdf",
+        "application/pdf",
+    ))
+    .await;
+    page.until("the refusal", &has_text("#banner", "不能发送文件"))
+        .await;
+
     // The socket is cut; the customer writes meanwhile; the tab catches up.
     page.js("window.kefuWorkbench.state.backoff = 2000; window.kefuWorkbench.cut(); return true;")
         .await;

@@ -27,6 +27,7 @@ fn text(to: &str, s: &str) -> OutboundRequest {
         },
         open_kfid: None,
         idempotency_key: None,
+        media: None,
     }
 }
 

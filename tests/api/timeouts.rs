@@ -138,6 +138,7 @@ async fn an_agent_s_reply_stops_the_clock_and_joins_the_conversation() {
                 },
                 open_kfid: None,
                 idempotency_key: None,
+                media: None,
             },
             std::time::Duration::from_secs(10),
         )

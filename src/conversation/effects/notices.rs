@@ -48,6 +48,7 @@ pub async fn send_text(
                 speaker: Speaker::System,
                 open_kfid: conversation.open_kfid.clone(),
                 idempotency_key: Some(format!("c{}:{key}", conversation.id)),
+                media: None,
             },
             SEND_TIMEOUT,
         )

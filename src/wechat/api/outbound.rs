@@ -25,6 +25,11 @@ pub enum OutboundContent {
     Voice {
         media_id: String,
     },
+    /// A file (WeCom kf only: the Official Account customer-service API
+    /// sends no files).
+    File {
+        media_id: String,
+    },
     /// WeCom kf shows only the video: thumbnail, title and description are
     /// used by Official Accounts and dropped for kf.
     Video {
@@ -66,6 +71,7 @@ impl OutboundContent {
             OutboundContent::Text { .. } => "text",
             OutboundContent::Image { .. } => "image",
             OutboundContent::Voice { .. } => "voice",
+            OutboundContent::File { .. } => "file",
             OutboundContent::Video { .. } => "video",
             OutboundContent::Link { .. } => "link",
             OutboundContent::MiniProgram { .. } => "mini_program",
@@ -73,9 +79,24 @@ impl OutboundContent {
         }
     }
 
-    /// The Official Account `message/custom/send` body.
-    pub fn to_custom(&self) -> CustomMessage {
-        match self.clone() {
+    /// The same media message with WeChat's `media_id` filled in (media
+    /// stored by Kefu are uploaded when sent); other content unchanged.
+    pub fn with_media_id(&self, id: String) -> OutboundContent {
+        let mut c = self.clone();
+        match &mut c {
+            OutboundContent::Image { media_id }
+            | OutboundContent::Voice { media_id }
+            | OutboundContent::File { media_id }
+            | OutboundContent::Video { media_id, .. } => *media_id = id,
+            _ => {}
+        }
+        c
+    }
+
+    /// The Official Account `message/custom/send` body, or why there is
+    /// none (files).
+    pub fn to_custom(&self) -> Result<CustomMessage, ApiError> {
+        Ok(match self.clone() {
             OutboundContent::Text { content } => CustomMessage::Text {
                 text: TextBody { content },
             },
@@ -85,6 +106,11 @@ impl OutboundContent {
             OutboundContent::Voice { media_id } => CustomMessage::Voice {
                 voice: MediaBody { media_id },
             },
+            OutboundContent::File { .. } => {
+                return Err(ApiError::Unsupported(
+                    "the Official Account customer-service API cannot send files".into(),
+                ));
+            }
             OutboundContent::Video {
                 media_id,
                 thumb_media_id,
@@ -136,7 +162,7 @@ impl OutboundContent {
                     tail_content: tail,
                 },
             },
-        }
+        })
     }
 
     /// The WeCom `kf/send_msg` body, or why there is none.
@@ -151,6 +177,9 @@ impl OutboundContent {
             },
             OutboundContent::Voice { media_id } => KfMessage::Voice {
                 voice: MediaBody { media_id },
+            },
+            OutboundContent::File { media_id } => KfMessage::File {
+                file: MediaBody { media_id },
             },
             OutboundContent::Video { media_id, .. } => KfMessage::Video {
                 video: MediaBody { media_id },
@@ -226,7 +255,7 @@ impl ApiClient {
         match route {
             SendRoute::OfficialAccount { kf_account } => {
                 self.require(ApiFamily::OfficialAccount, "an Official Account send")?;
-                self.send_custom(to, &content.to_custom(), kf_account.as_deref())
+                self.send_custom(to, &content.to_custom()?, kf_account.as_deref())
                     .await?;
                 Ok(SendReceipt { msgid: None })
             }
@@ -255,7 +284,7 @@ mod tests {
     use serde_json::json;
 
     fn oa(c: &OutboundContent) -> serde_json::Value {
-        serde_json::to_value(CustomSendRequest::new("o1", &c.to_custom(), None)).unwrap()
+        serde_json::to_value(CustomSendRequest::new("o1", &c.to_custom().unwrap(), None)).unwrap()
     }
 
     fn kf(c: &OutboundContent) -> serde_json::Value {
@@ -307,6 +336,31 @@ mod tests {
         let e = link().to_kf().unwrap_err();
         assert!(matches!(e, ApiError::Unsupported(_)));
         assert_eq!(e.class(), super::super::ErrorClass::Permanent);
+    }
+
+    #[test]
+    fn files_go_to_wecom_kf_only_and_media_ids_are_filled_in() {
+        let f = OutboundContent::File {
+            media_id: String::new(),
+        }
+        .with_media_id("MF".into());
+        assert_eq!(
+            kf(&f),
+            json!({"touser": "wm1", "open_kfid": "wk1", "msgtype": "file", "file": {"media_id": "MF"}})
+        );
+        let e = f.to_custom().unwrap_err();
+        assert_eq!(e.class(), super::super::ErrorClass::Permanent);
+        let img = OutboundContent::Image {
+            media_id: String::new(),
+        };
+        assert_eq!(
+            oa(&img.with_media_id("MI".into()))["image"],
+            json!({"media_id": "MI"})
+        );
+        let t = OutboundContent::Text {
+            content: "x".into(),
+        };
+        assert_eq!(t.with_media_id("M".into()), t);
     }
 
     #[test]
