@@ -121,7 +121,7 @@ impl FiledMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FiledMessage {
     pub id: MessageId,
-    /// `in` or `out`.
+    /// `in`, `out`, or `note` (an internal note: staff only, never sent).
     pub direction: String,
     pub sender: String,
     pub agent_id: Option<AgentId>,

@@ -272,6 +272,10 @@ pub struct WorkbenchStrings {
     pub attach_hint: &'static str,
     pub uploading: &'static str,
     pub upload_refused: &'static str,
+    pub note_mode: &'static str,
+    pub note_hint: &'static str,
+    pub note: &'static str,
+    pub note_placeholder: &'static str,
 }
 
 impl WorkbenchStrings {
@@ -328,6 +332,10 @@ impl WorkbenchStrings {
             ("emoji", self.emoji),
             ("uploading", self.uploading),
             ("upload_refused", self.upload_refused),
+            ("note_mode", self.note_mode),
+            ("note_hint", self.note_hint),
+            ("note", self.note),
+            ("note_placeholder", self.note_placeholder),
         ];
         script_json_of(&pairs)
     }
@@ -408,6 +416,10 @@ static WB_ZH: WorkbenchStrings = WorkbenchStrings {
     attach_hint: "发送图片、语音、视频或文件（也可粘贴或拖入图片）。公众号：图片 2 MB、语音 2 MB、视频 10 MB，不能发文件；微信客服：图片 10 MB、文件 20 MB",
     uploading: "上传中 {n}%",
     upload_refused: "未发送",
+    note_mode: "内部备注",
+    note_hint: "备注仅客服和主管可见，不会发给客户",
+    note: "内部备注",
+    note_placeholder: "写一条内部备注（客户看不到）",
 };
 
 static WB_EN: WorkbenchStrings = WorkbenchStrings {
@@ -476,6 +488,10 @@ static WB_EN: WorkbenchStrings = WorkbenchStrings {
     attach_hint: "Send an image, voice, video or file (or paste or drop a picture). Official Accounts: images 2 MB, voice 2 MB, video 10 MB, no files; WeCom: images 10 MB, files 20 MB",
     uploading: "uploading {n}%",
     upload_refused: "Not sent",
+    note_mode: "Internal note",
+    note_hint: "Notes are seen by agents and supervisors only, never sent to the customer",
+    note: "Internal note",
+    note_placeholder: "Write an internal note (the customer does not see it)",
 };
 
 static ZH: Strings = Strings {
@@ -743,6 +759,7 @@ pub struct BoardStrings {
     pub workbench_link: &'static str,
     pub updated: &'static str,
     pub no_group: &'static str,
+    pub note: &'static str,
 }
 
 impl BoardStrings {
@@ -779,6 +796,7 @@ impl BoardStrings {
             ("workbench_link", self.workbench_link),
             ("updated", self.updated),
             ("no_group", self.no_group),
+            ("note", self.note),
         ])
     }
 }
@@ -824,6 +842,7 @@ static BOARD_ZH: BoardStrings = BoardStrings {
     workbench_link: "工作台",
     updated: "更新于 {time}",
     no_group: "未分组",
+    note: "内部备注",
 };
 
 static BOARD_EN: BoardStrings = BoardStrings {
@@ -858,6 +877,7 @@ static BOARD_EN: BoardStrings = BoardStrings {
     workbench_link: "Workbench",
     updated: "updated {time}",
     no_group: "no group",
+    note: "Internal note",
 };
 
 /// The history search page's strings (the page's own, and its script's).
@@ -887,6 +907,7 @@ pub struct SearchStrings {
     pub workbench_link: &'static str,
     pub open_customer: &'static str,
     pub media: &'static str,
+    pub note: &'static str,
 }
 
 impl SearchStrings {
@@ -917,6 +938,7 @@ impl SearchStrings {
             ("workbench_link", self.workbench_link),
             ("open_customer", self.open_customer),
             ("media", self.media),
+            ("note", self.note),
         ])
     }
 }
@@ -956,6 +978,7 @@ static SEARCH_ZH: SearchStrings = SearchStrings {
     workbench_link: "工作台",
     open_customer: "查看客户",
     media: "[媒体]",
+    note: "内部备注",
 };
 
 static SEARCH_EN: SearchStrings = SearchStrings {
@@ -984,6 +1007,7 @@ static SEARCH_EN: SearchStrings = SearchStrings {
     workbench_link: "Workbench",
     open_customer: "Open customer",
     media: "[media]",
+    note: "Internal note",
 };
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod health;
 pub mod i18n;
 pub mod login;
 pub mod media_api;
+pub mod note_api;
 pub mod presence_api;
 pub mod quick_reply_api;
 pub mod realtime;
@@ -58,6 +59,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     workbench::routes(cfg);
     board::routes(cfg);
     search_api::routes(cfg);
+    note_api::routes(cfg);
 }
 
 /// What every console page may load: its own resources, inline styles, no

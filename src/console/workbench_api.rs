@@ -164,16 +164,9 @@ pub(crate) struct ReplyTarget {
     pub existing: Option<crate::store::entities::outbox::Model>,
 }
 
-/// The checks of every reply, text or media: a well-formed client id, a
-/// conversation `user` may act on and serves, a customer reachable on its
-/// channel, and WeChat's window open (unless this client id was stored
-/// before: a retry is answered as stored).
-pub(crate) async fn reply_target(
-    state: &AppState,
-    user: &CurrentUser,
-    id: ConversationId,
-    client_id: &str,
-) -> Result<ReplyTarget, ApiError> {
+/// A console client id (a retried send carries the same one): 1 to 64
+/// letters, digits, `-` or `_`.
+pub(crate) fn checked_client_id(client_id: &str) -> Result<&str, ApiError> {
     let client_id = client_id.trim();
     if client_id.is_empty()
         || client_id.chars().count() > CLIENT_ID_CHARS
@@ -186,6 +179,20 @@ pub(crate) async fn reply_target(
             "client_id must be 1 to 64 letters, digits, - or _",
         ));
     }
+    Ok(client_id)
+}
+
+/// The checks of every reply, text or media: a well-formed client id, a
+/// conversation `user` may act on and serves, a customer reachable on its
+/// channel, and WeChat's window open (unless this client id was stored
+/// before: a retry is answered as stored).
+pub(crate) async fn reply_target(
+    state: &AppState,
+    user: &CurrentUser,
+    id: ConversationId,
+    client_id: &str,
+) -> Result<ReplyTarget, ApiError> {
+    let client_id = checked_client_id(client_id)?;
     let conv = conversation_for(state, user, id).await?;
     if conv.state != "assigned" || conv.agent_id != Some(user.agent_id.0) {
         return Err(ApiError::new(

@@ -12,6 +12,7 @@ pub mod followers;
 pub mod kf;
 pub mod media;
 pub mod messages;
+pub mod notes;
 pub mod outbox;
 pub mod queue;
 pub mod quick_replies;

@@ -105,8 +105,9 @@
     const box = $('live-messages');
     box.replaceChildren();
     for (const m of d.messages) {
-      const row = el('div', 'msg ' + (m.direction === 'in' ? 'in' : 'out'));
-      row.append(el('div', 'meta', (m.direction === 'in' ? T.customer : m.sender) + ' · ' + new Date(m.sent_at).toLocaleTimeString()));
+      const kind = m.direction === 'in' ? 'in' : m.direction === 'note' ? 'note' : 'out';
+      const row = el('div', 'msg ' + kind);
+      row.append(el('div', 'meta', (kind === 'in' ? T.customer : kind === 'note' ? T.note + ' · ' + m.sender : m.sender) + ' · ' + new Date(m.sent_at).toLocaleTimeString()));
       row.append(el('div', 'body', m.content || '[' + m.msg_type + ']'));
       box.append(row);
     }

@@ -22,6 +22,7 @@
   }
   function who(m) {
     if (m.direction === 'in') return m.customer_name || T.customer_sender;
+    if (m.direction === 'note') return T.note + ' · ' + (m.agent_name || m.sender);
     if (m.agent_name) return m.agent_name;
     return m.sender === 'robot' ? T.robot_sender : m.sender === 'system' ? T.system_sender : m.sender;
   }
@@ -58,7 +59,7 @@
     const meta = el('div', 'meta');
     meta.append(el('span', 'badge ' + channelClass(h.channel), channelName(h.channel)));
     meta.append(el('strong', null, who(h)));
-    if (h.direction === 'out' && h.customer_name) meta.append(el('span', null, '→ ' + h.customer_name));
+    if (h.direction !== 'in' && h.customer_name) meta.append(el('span', null, '→ ' + h.customer_name));
     meta.append(el('span', null, new Date(h.sent_at).toLocaleString()));
     d.append(meta);
     const text = el('div', 'text');
@@ -108,7 +109,7 @@
       return;
     }
     for (const m of page.messages) {
-      const c = el('div', 'cmsg' + (m.direction === 'out' ? ' out' : '') + (m.id === h.message_id ? ' target' : ''));
+      const c = el('div', 'cmsg' + (m.direction === 'in' ? '' : ' ' + m.direction) + (m.id === h.message_id ? ' target' : ''));
       c.append(el('div', 'hint', channelName(m.channel) + ' · ' + who(m) + ' · ' + new Date(m.sent_at).toLocaleString()));
       c.append(el('div', null, m.content || T.media));
       box.append(c);

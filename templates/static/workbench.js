@@ -85,9 +85,11 @@
     const box = $('messages');
     box.replaceChildren();
     for (const m of state.messages) {
-      const row = el('div', 'msg ' + (m.direction === 'in' ? 'in' : 'out'));
+      const kind = m.direction === 'in' ? 'in' : m.direction === 'note' ? 'note' : 'out';
+      const row = el('div', 'msg ' + kind);
       row.dataset.id = m.id;
-      const meta = el('div', 'meta', (m.direction === 'in' ? T.customer : m.sender) + ' · ' + new Date(m.sent_at).toLocaleTimeString());
+      const who = kind === 'in' ? T.customer : kind === 'note' ? T.note + ' · ' + m.sender : m.sender;
+      const meta = el('div', 'meta', who + ' · ' + new Date(m.sent_at).toLocaleTimeString());
       row.append(meta);
       const body = el('div', 'body');
       const hasMedia = m.media_object_id || m.preview || (m.pending && m.msg_type !== 'text');
@@ -213,7 +215,7 @@
       const frag = document.createDocumentFragment();
       for (const m of h.messages) {
         const d = el('div', 'hmsg ' + m.direction);
-        d.append(el('div', 'small', channelName(m.channel) + ' · ' + (m.direction === 'in' ? T.customer : m.sender) + ' · ' + new Date(m.sent_at).toLocaleString()));
+        d.append(el('div', 'small', channelName(m.channel) + ' · ' + (m.direction === 'in' ? T.customer : m.direction === 'note' ? T.note + ' · ' + m.sender : m.sender) + ' · ' + new Date(m.sent_at).toLocaleString()));
         d.append(el('div', null, m.content || preview(m)));
         frag.append(d);
       }
@@ -310,18 +312,21 @@
     if (!text.trim() || !state.selected) return;
     const conv = state.selected;
     const clientId = state.tab + '-' + (++state.counter);
-    const pending = { id: 'pending-' + clientId, direction: 'out', sender: state.me.login, msg_type: 'text', content: text, sent_at: new Date().toISOString(), pending: 'sending' };
+    // An internal note is stored for the staff only, never sent.
+    const note = $('note-mode').checked;
+    const path = '/api/conversations/' + conv + (note ? '/notes' : '/messages');
+    const pending = { id: 'pending-' + clientId, direction: note ? 'note' : 'out', sender: state.me.login, msg_type: 'text', content: text, sent_at: new Date().toISOString(), pending: 'sending' };
     state.messages.push(pending);
     renderMessages();
     $('text').value = '';
     // A retry after a network failure sends the same client id: stored once.
     for (let attempt = 0; attempt < 4; attempt++) {
       try {
-        const r = await api('POST', '/api/conversations/' + conv + '/messages', { client_id: clientId, text });
+        const r = await api('POST', path, { client_id: clientId, text });
         const i = state.messages.indexOf(pending);
         if (i >= 0 && !state.messages.some((m) => m.id === r.message_id)) {
           state.messages[i] = Object.assign({}, pending, { id: r.message_id, pending: undefined });
-          if (!state.status.has(r.message_id)) state.status.set(r.message_id, { status: 'queued' });
+          if (!note && !state.status.has(r.message_id)) state.status.set(r.message_id, { status: 'queued' });
         } else if (i >= 0) {
           state.messages.splice(i, 1);
         }
@@ -428,7 +433,7 @@
         if (ev.message.direction === 'in') {
           it.conversation.awaiting_reply_since = it.conversation.awaiting_reply_since || ev.message.sent_at;
           if (state.selected !== ev.conversation) it.unread += 1;
-        } else if (ev.message.agent_id) {
+        } else if (ev.message.direction === 'out' && ev.message.agent_id) {
           it.conversation.awaiting_reply_since = null;
         }
         renderList();
@@ -500,6 +505,13 @@
   }
 
   $('send').addEventListener('click', send);
+  $('note-mode').addEventListener('change', () => {
+    const on = $('note-mode').checked;
+    $('text').closest('.composer').classList.toggle('noting', on);
+    $('text').placeholder = on ? T.note_placeholder : $('text').dataset.placeholder;
+    $('attach').disabled = on;
+  });
+  $('text').dataset.placeholder = $('text').placeholder;
   $('attach').addEventListener('click', () => $('file').click());
   $('file').addEventListener('change', () => {
     const files = Array.from($('file').files || []);

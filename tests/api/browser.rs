@@ -372,8 +372,25 @@ async fn an_agent_works_wechat_customers_in_the_browser() {
         &has_text("#messages .msg.out .status", "已发送"),
     )
     .await;
+    // An internal note: shown in the thread, never sent to WeChat.
+    page.click("#note-mode").await;
+    page.type_in("#text", "备注：客户周五前要款").await;
+    page.click("#send").await;
+    page.until(
+        "the note shown",
+        &has_text("#messages .msg.note", "客户周五前要款"),
+    )
+    .await;
+    page.click("#note-mode").await;
     page.screenshot("workbench.png").await;
 
+    assert!(
+        !app.fake
+            .requests_to("message/custom/send")
+            .iter()
+            .any(|r| String::from_utf8_lossy(&r.body).contains("周五前要款")),
+        "a note is never sent"
+    );
     // A picture dropped on the conversation is uploaded, shown and sent;
     // a file the Official Account cannot send is refused in words.
     let drop = |bytes: &str, name: &str, ty: &str| {

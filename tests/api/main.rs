@@ -20,6 +20,7 @@ mod ip_region;
 mod load_tool;
 mod login;
 mod media;
+mod notes;
 mod official_account;
 mod outbox;
 mod quick_replies;
