@@ -1,5 +1,7 @@
 //! Administration, admins only: `GET /admin`, the users and city groups,
-//! managed by `admin.js` through `/api/admin/*` (`admin_api`).
+//! managed by `admin.js` through `/api/admin/*` (`admin_api`), the shared
+//! quick replies (`quick_reply_api`) and the configured WeChat accounts,
+//! read-only (`accounts_api`).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError, web};

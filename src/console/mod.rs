@@ -5,6 +5,7 @@
 //! agents' presence, and routing (agents, queue, shifts, region map).
 
 pub mod account;
+pub mod accounts_api;
 pub mod admin;
 pub mod admin_api;
 pub mod board;
@@ -44,6 +45,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     account::routes(cfg);
     admin::routes(cfg);
     admin_api::routes(cfg);
+    accounts_api::routes(cfg);
     setup::routes(cfg);
     health::routes(cfg);
     presence_api::routes(cfg);

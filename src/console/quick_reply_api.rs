@@ -7,6 +7,11 @@
 //!   new one, mine, or shared (supervisors and admins);
 //! - `PUT` / `DELETE /api/quick-replies/{id}`: my own, or a shared one
 //!   (supervisors and admins).
+//!
+//! A title is one line of 1 to 64 characters, a content 1 to 2,000 (line
+//! breaks and tabs allowed, no other control characters); at most 200 of
+//! one's own and 500 shared. Refusals are JSON (`bad_request`, `conflict`,
+//! `forbidden`) saying what is wrong.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
@@ -24,6 +29,8 @@ const TITLE_CHARS: usize = 64;
 const CONTENT_CHARS: usize = 2_000;
 /// Most quick replies an agent may keep of their own.
 pub const MAX_OWN: u64 = 200;
+/// Most shared quick replies: the workbench lists them all in one menu.
+pub const MAX_SHARED: u64 = 500;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -140,10 +147,27 @@ fn checked(b: &Body) -> Result<(String, String), ApiError> {
             format!("title must be 1 to {TITLE_CHARS} characters"),
         ));
     }
+    // A title is one line in a menu.
+    if title.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            Code::BadRequest,
+            "title must be one line, without control characters",
+        ));
+    }
     if content.is_empty() || content.chars().count() > CONTENT_CHARS {
         return Err(ApiError::new(
             Code::BadRequest,
             format!("content must be 1 to {CONTENT_CHARS} characters"),
+        ));
+    }
+    // Line breaks and tabs are text; other control characters are not.
+    if content
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(ApiError::new(
+            Code::BadRequest,
+            "content must not contain control characters other than line breaks and tabs",
         ));
     }
     Ok((title.to_owned(), content.to_owned()))
@@ -160,6 +184,12 @@ async fn create(
             return Err(ApiError::new(
                 Code::Forbidden,
                 "shared quick replies are kept by supervisors and admins",
+            ));
+        }
+        if state.store.shared_quick_replies().await? >= MAX_SHARED {
+            return Err(ApiError::new(
+                Code::Conflict,
+                format!("at most {MAX_SHARED} shared quick replies: delete some first"),
             ));
         }
         None

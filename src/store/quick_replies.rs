@@ -39,6 +39,14 @@ impl Store {
             .await?)
     }
 
+    /// How many shared quick replies there are.
+    pub async fn shared_quick_replies(&self) -> Result<u64, StoreError> {
+        Ok(quick_replies::Entity::find()
+            .filter(quick_replies::Column::OwnerAgentId.is_null())
+            .count(self.conn())
+            .await?)
+    }
+
     pub async fn quick_reply(&self, id: i64) -> Result<quick_replies::Model, StoreError> {
         quick_replies::Entity::find_by_id(id)
             .one(self.conn())

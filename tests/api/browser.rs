@@ -12,8 +12,10 @@
 //! conversation and takes it over.
 //! A supervisor searches the history: their groups' messages, words marked,
 //! a hit's place in the customer's history.
+//! An admin creates a user, a city group and a shared quick reply, and
+//! sees the accounts' callback URLs.
 //! `KEFU_SCREENSHOTS=1` also writes `docs/screenshots/workbench.png`,
-//! `board.png` and `search.png`.
+//! `board.png`, `search.png` and `admin.png`.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -630,6 +632,94 @@ async fn an_admin_creates_a_user_and_a_group_in_the_browser() {
             .status()
             == 303
     );
+
+    // A shared quick reply, its variable put in by the button (in English).
+    page.goto(&format!("{}/lang/en?next=/admin", app.address))
+        .await;
+    page.until(
+        "the quick-reply form",
+        "return !!document.querySelector('#quick-replies .qr-new .add-reply');",
+    )
+    .await;
+    page.type_in("#quick-replies .qr-new input[name=title]", "问候<i>")
+        .await;
+    page.click("#quick-replies .qr-new .insert-customer").await;
+    page.type_in(
+        "#quick-replies .qr-new textarea[name=content]",
+        "您好，我是 {客服}",
+    )
+    .await;
+    page.click("#quick-replies .qr-new .add-reply").await;
+    page.until(
+        "the reply listed",
+        "return [...document.querySelectorAll('#quick-replies .qr[data-reply] input[name=title]')]\
+         .some(i => i.value === '问候<i>');",
+    )
+    .await;
+    let shared = app.state.store.quick_replies_for(row.id).await.unwrap();
+    assert_eq!(shared.len(), 1);
+    assert_eq!(
+        (
+            shared[0].owner_agent_id,
+            shared[0].title.as_str(),
+            shared[0].content.as_str()
+        ),
+        (None, "问候<i>", "{customer_name}您好，我是 {客服}"),
+        "shared, as typed"
+    );
+
+    // The accounts, with the callback URL to paste and no secret.
+    let callback = format!("{}/wechat/demo-oa", app.address);
+    page.until(
+        "the accounts",
+        &has_text("#accounts table[data-account=demo-oa] .callback", &callback),
+    )
+    .await;
+    page.until(
+        "the WeCom account",
+        &has_text(
+            "#accounts table[data-account=demo-kf] .callback",
+            "/wecom/demo-kf",
+        ),
+    )
+    .await;
+    let text = page
+        .js("return document.body.textContent;")
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(text.contains("wx00000000fake0000"), "the AppID is shown");
+    for a in &app.settings.accounts {
+        assert!(!text.contains(a.secret.expose()), "no secret shown");
+        assert!(!text.contains(a.token.expose()), "no token shown");
+    }
+    assert_eq!(
+        page.js("return !document.querySelector('#quick-replies i, #accounts i');")
+            .await,
+        json!(true),
+        "text stays text"
+    );
+
+    // In Chinese too.
+    page.goto(&format!("{}/lang/zh?next=/admin", app.address))
+        .await;
+    page.until(
+        "the accounts in Chinese",
+        &has_text("#accounts table[data-account=demo-oa] caption", "公众号"),
+    )
+    .await;
+    page.until(
+        "the reply listed again",
+        &has_text(
+            "#quick-replies .qr-new button.insert-customer",
+            "插入 {客户}",
+        ),
+    )
+    .await;
+    page.js("document.getElementById('quick-replies').scrollIntoView(); return true;")
+        .await;
+    page.screenshot("admin.png").await;
 }
 
 #[tokio::test]

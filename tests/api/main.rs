@@ -6,6 +6,7 @@ mod wechat_api;
 mod wechat_client;
 
 mod admin_api;
+mod admin_pages;
 mod agent_media;
 mod board;
 mod browser;
