@@ -37,7 +37,6 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 use super::callbacks::{CallbackSpec, Generator, follower_openid};
 use super::stats::{Histogram, LatencySummary};
-use crate::config::{EnvSnapshot, Settings};
 use crate::ids::AccountId;
 use crate::routing::AgentStatus;
 use crate::store::Store;
@@ -162,18 +161,12 @@ pub async fn run(args: ConsoleArgs, config_dir: &Path) -> anyhow::Result<Console
     if args.agents == 0 || args.per_agent == 0 || !(args.rate > 0.0 && args.duration > 0.0) {
         bail!("--agents, --per-agent, --rate and --duration must be positive");
     }
-    let tmp = std::env::temp_dir().join(format!(
-        "kefu-load-console-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::create_dir_all(&tmp)?;
-    let db_url = args
-        .database_url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}/kefu.db?mode=rwc", tmp.display()));
-    let env = EnvSnapshot::from_process().with("KEFU__DATABASE__URL", db_url.as_str());
-    let settings = Settings::load_with_env(config_dir, &env)
-        .map_err(|e| anyhow::anyhow!("configuration problems (run `kefu check-config`):\n{e}"))?;
+    let super::Scratch {
+        dir: tmp,
+        db_url,
+        settings,
+        ..
+    } = super::scratch("console", args.database_url.as_deref(), config_dir)?;
     let account = super::official_account(&settings)?.clone();
     let crypt = MsgCrypt::new(
         account.token.expose(),

@@ -168,6 +168,41 @@ pub(crate) fn official_account(settings: &Settings) -> anyhow::Result<&crate::co
         .context("the configuration has no Official Account to play")
 }
 
+/// A load tool's fresh database: a temporary SQLite file in `dir` unless
+/// a `--database-url` was given, and the configuration on it.
+pub(crate) struct Scratch {
+    pub dir: std::path::PathBuf,
+    pub db_file: std::path::PathBuf,
+    pub db_url: String,
+    pub settings: Settings,
+}
+
+pub(crate) fn scratch(
+    tool: &str,
+    database_url: Option<&str>,
+    config_dir: &Path,
+) -> anyhow::Result<Scratch> {
+    let dir = std::env::temp_dir().join(format!(
+        "kefu-load-{tool}-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let db_file = dir.join("kefu.db");
+    let db_url = database_url
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", db_file.display()));
+    let env =
+        crate::config::EnvSnapshot::from_process().with("KEFU__DATABASE__URL", db_url.as_str());
+    let settings = Settings::load_with_env(config_dir, &env)
+        .map_err(|e| anyhow::anyhow!("configuration problems (run `kefu check-config`):\n{e}"))?;
+    Ok(Scratch {
+        dir,
+        db_file,
+        db_url,
+        settings,
+    })
+}
+
 /// Prints a load tool's report (JSON or text) and gives the exit code:
 /// success when `ok`, failure when not, usage when the run could not start.
 fn finish<R: serde::Serialize>(

@@ -27,7 +27,6 @@ use serde::Serialize;
 use super::callbacks::follower_openid;
 use super::stats::{Histogram, LatencySummary};
 use crate::auth::Role;
-use crate::config::{EnvSnapshot, Settings};
 use crate::ids::{AccountId, AgentId};
 use crate::routing::AgentStatus;
 use crate::search::SearchIndex;
@@ -246,19 +245,12 @@ pub async fn run(args: SearchArgs, config_dir: &Path) -> anyhow::Result<SearchRe
     if args.customers < args.agents {
         bail!("--customers must be at least --agents (each agent has customers)");
     }
-    let tmp = std::env::temp_dir().join(format!(
-        "kefu-load-search-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::create_dir_all(&tmp)?;
-    let db_file = tmp.join("kefu.db");
-    let db_url = args
-        .database_url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", db_file.display()));
-    let env = EnvSnapshot::from_process().with("KEFU__DATABASE__URL", db_url.as_str());
-    let settings = Settings::load_with_env(config_dir, &env)
-        .map_err(|e| anyhow::anyhow!("configuration problems (run `kefu check-config`):\n{e}"))?;
+    let super::Scratch {
+        dir: tmp,
+        db_file,
+        db_url,
+        settings,
+    } = super::scratch("search", args.database_url.as_deref(), config_dir)?;
     let account = AccountId::parse(super::official_account(&settings)?.id.as_str())?;
 
     let started = Instant::now();

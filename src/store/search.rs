@@ -401,7 +401,10 @@ mod tests {
             DatabaseBackend::Sqlite,
             &query(&terms, SearchScope::Agent(AgentId(1))),
         );
-        assert!(sql.contains("+m.id IN (SELECT rowid FROM message_fts"), "{sql}");
+        assert!(
+            sql.contains("+m.id IN (SELECT rowid FROM message_fts"),
+            "{sql}"
+        );
         let (sql, _) = search_sql(DatabaseBackend::Sqlite, &query(&terms, SearchScope::All));
         assert!(sql.contains("CROSS JOIN"), "{sql}");
     }

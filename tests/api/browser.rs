@@ -134,6 +134,16 @@ impl Page {
         v["value"].clone()
     }
 
+    /// Signs in through the login form, as a person does.
+    async fn sign_in(&self, app: &TestApp, login: &str, password: &str) {
+        self.goto(&format!("{}/login", app.address)).await;
+        self.type_in("#login", login).await;
+        self.type_in("#password", password).await;
+        self.click("button[type=submit]").await;
+        self.until("signed in", "return location.pathname === '/';")
+            .await;
+    }
+
     async fn goto(&self, url: &str) {
         self.call(reqwest::Method::POST, "/url", Some(json!({"url": url})))
             .await;
@@ -231,12 +241,7 @@ async fn an_agent_works_wechat_customers_in_the_browser() {
     let page = Page::open().await;
 
     // Sign in as a person does.
-    page.goto(&format!("{}/login", app.address)).await;
-    page.type_in("#login", "alice").await;
-    page.type_in("#password", AGENT_PW).await;
-    page.click("button[type=submit]").await;
-    page.until("signed in", "return location.pathname === '/';")
-        .await;
+    page.sign_in(&app, "alice", AGENT_PW).await;
     // In Chinese, the default for this company's agents.
     page.goto(&format!("{}/lang/zh?next=/workbench", app.address))
         .await;
@@ -529,12 +534,7 @@ async fn a_supervisor_watches_the_board_and_takes_a_customer_over_in_the_browser
     let w = crate::board::world().await;
     let app = &w.app;
     let page = Page::open().await;
-    page.goto(&format!("{}/login", app.address)).await;
-    page.type_in("#login", "sue").await;
-    page.type_in("#password", AGENT_PW).await;
-    page.click("button[type=submit]").await;
-    page.until("signed in", "return location.pathname === '/';")
-        .await;
+    page.sign_in(app, "sue", AGENT_PW).await;
     page.until(
         "the board link",
         "return !!document.querySelector('a[href=\"/board\"]');",
@@ -745,12 +745,7 @@ async fn a_supervisor_searches_the_history_in_the_browser() {
     app.state.search.drain().await.unwrap();
 
     let page = Page::open().await;
-    page.goto(&format!("{}/login", app.address)).await;
-    page.type_in("#login", "sue").await;
-    page.type_in("#password", AGENT_PW).await;
-    page.click("button[type=submit]").await;
-    page.until("signed in", "return location.pathname === '/';")
-        .await;
+    page.sign_in(app, "sue", AGENT_PW).await;
     page.goto(&format!("{}/lang/zh?next=/search", app.address))
         .await;
     page.until("the search page", "return location.pathname === '/search';")
