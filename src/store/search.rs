@@ -253,17 +253,6 @@ fn search_sql(backend: DatabaseBackend, q: &SearchQuery<'_>) -> (String, Vec<Val
         );
         values.push(crate::search::tsquery(q.terms).into());
         order = "t.message_id";
-    } else if q.customer.is_some() || matches!(q.scope, SearchScope::Agent(_)) {
-        // Few messages in scope (an agent's customers, one customer): read
-        // them by customer and keep those among the word's matches (the
-        // `+` keeps the matches from driving). Driven by the word index,
-        // a common word would walk thousands of other customers' matches
-        // first (measured in BENCHMARKS.md: 6× slower at 2 million).
-        sql.push_str(
-            "messages m WHERE +m.id IN \
-             (SELECT rowid FROM message_fts WHERE message_fts MATCH ?)",
-        );
-        values.push(crate::search::fts5_match(q.terms).into());
     } else {
         // CROSS JOIN keeps the word index the outer loop, read newest first.
         sql.push_str(
@@ -392,21 +381,6 @@ mod tests {
                 assert!(!sql.contains("{}"), "{sql}");
             }
         }
-    }
-
-    #[test]
-    fn narrow_scopes_are_read_by_customer_on_sqlite() {
-        let terms = crate::search::query_terms("打款");
-        let (sql, _) = search_sql(
-            DatabaseBackend::Sqlite,
-            &query(&terms, SearchScope::Agent(AgentId(1))),
-        );
-        assert!(
-            sql.contains("+m.id IN (SELECT rowid FROM message_fts"),
-            "{sql}"
-        );
-        let (sql, _) = search_sql(DatabaseBackend::Sqlite, &query(&terms, SearchScope::All));
-        assert!(sql.contains("CROSS JOIN"), "{sql}");
     }
 
     #[test]
