@@ -13,8 +13,11 @@ use crate::store::search::IndexRow;
 use crate::store::{Store, StoreError};
 use crate::workers::{Shutdown, Workers};
 
-/// Messages read and indexed per transaction.
-const BATCH: u64 = 1000;
+/// Messages read and indexed per transaction. Small: on SQLite the index
+/// shares the one writer connection with the callbacks' group commit, and
+/// a long index transaction holds their messages back (see BENCHMARKS.md,
+/// console realtime, for what indexing costs the callbacks' latency).
+const BATCH: u64 = 200;
 /// How often the indexer looks for new messages.
 const EVERY: Duration = Duration::from_secs(1);
 /// How far behind the cursor late commits are looked for (PostgreSQL).
