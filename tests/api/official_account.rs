@@ -173,10 +173,14 @@ async fn four_concurrent_deliveries_store_one_message_and_announce_it_once() {
     app.state.bus.publish(Event::Ping {
         nonce: "end".into(),
     });
-    // The pipeline's ConversationChanged events interleave: skip them.
+    // The pipeline's events (the conversation opened, the message filed
+    // in it) interleave with the Ping as they come: skip them.
     let mut next = async || loop {
         let ev = events.recv().await.unwrap().event;
-        if !matches!(ev, Event::ConversationChanged { .. }) {
+        if !matches!(
+            ev,
+            Event::ConversationChanged { .. } | Event::MessageFiled { .. }
+        ) {
             return ev;
         }
     };
