@@ -424,6 +424,11 @@ pub async fn run(args: SearchArgs, config_dir: &Path) -> anyhow::Result<SearchRe
         let fixed = |params: Vec<(&'static str, String)>| -> Vec<Vec<(&'static str, String)>> {
             vec![params; args.queries as usize]
         };
+        // Page 2: the first page's `next_before`, found once (not timed).
+        let page_two = one(&http, &base, &user.cookie, &[("q", "你好".into())])
+            .await
+            .and_then(|(_, n)| n)
+            .map_or(String::new(), |n| n.to_string());
         // The customer filter: a customer of theirs, and their plate.
         let customer = customers[with_plates[0] as usize].0.to_string();
         let customer_plate = plate_of(with_plates[0]);
@@ -453,7 +458,7 @@ pub async fn run(args: SearchArgs, config_dir: &Path) -> anyhow::Result<SearchRe
             ),
             (
                 "page 2 of 你好",
-                fixed(vec![("q", "你好".into()), ("before", "__next__".into())]),
+                fixed(vec![("q", "你好".into()), ("before", page_two.clone())]),
                 true,
             ),
         ];
@@ -541,25 +546,6 @@ async fn run_kind(
     must_find: bool,
     concurrency: usize,
 ) -> KindReport {
-    // "Page 2": the first page's `next_before`, found once (not timed).
-    let mut queries = queries;
-    if queries
-        .iter()
-        .any(|q| q.iter().any(|(_, v)| v == "__next__"))
-    {
-        let first: Vec<(&str, String)> = vec![("q", "你好".into())];
-        let next = one(http, base, &user.cookie, &first)
-            .await
-            .and_then(|(_, n)| n)
-            .map_or(String::new(), |n| n.to_string());
-        for q in &mut queries {
-            for (_, v) in q.iter_mut() {
-                if v == "__next__" {
-                    *v = next.clone();
-                }
-            }
-        }
-    }
     let mut hist = Histogram::new();
     let mut failures = 0u64;
     let mut results = 0u64;

@@ -64,7 +64,7 @@ impl SearchIndex {
     pub async fn drain(&self) -> Result<u64, StoreError> {
         let _pass = self.pass.lock().await;
         let mut done = 0;
-        let cursor = self.store.index_cursor().await?;
+        let mut cursor = self.store.index_cursor().await?;
         let late = self.store.texts_missed(cursor, LATE_WINDOW, BATCH).await?;
         if !late.is_empty() {
             tracing::debug!(n = late.len(), "indexing messages committed late");
@@ -74,7 +74,6 @@ impl SearchIndex {
                 .await?;
         }
         loop {
-            let cursor = self.store.index_cursor().await?;
             let texts = self.store.texts_after(cursor, BATCH).await?;
             let Some(last) = texts.last().map(|t| t.0) else {
                 return Ok(done);
@@ -82,6 +81,7 @@ impl SearchIndex {
             let n = texts.len() as u64;
             self.store.write_index(&segment(texts).await?, last).await?;
             done += n;
+            cursor = last;
             if n < BATCH {
                 return Ok(done);
             }

@@ -301,30 +301,34 @@ fn search_sql(backend: DatabaseBackend, q: &SearchQuery<'_>) -> (String, Vec<Val
             values.push(me.0.into());
         }
         SearchScope::Supervisor { me, groups } => {
+            // Their groups' customers, and customers that they or their
+            // groups' agents are dedicated to or served.
             let marks = vec!["?"; groups.len()].join(", ");
-            let (in_groups, members) = if groups.is_empty() {
-                (String::new(), String::new())
-            } else {
-                (
-                    format!(" OR city_group_id IN ({marks})"),
+            let or_member = |col: &str| {
+                if groups.is_empty() {
+                    String::new()
+                } else {
                     format!(
-                        " OR {{}} IN (SELECT agent_id FROM group_members WHERE group_id IN ({marks}))"
-                    ),
-                )
+                        " OR {col} IN (SELECT agent_id FROM group_members WHERE group_id IN ({marks}))"
+                    )
+                }
             };
-            let group_values = || groups.iter().map(|g| Value::from(g.0)).collect::<Vec<_>>();
+            let in_groups = if groups.is_empty() {
+                String::new()
+            } else {
+                format!(" OR city_group_id IN ({marks})")
+            };
             sql.push_str(&format!(
-                " AND m.customer_id IN (SELECT id FROM customers WHERE dedicated_agent_id = ?{in_groups}{}",
-                members.replace("{}", "dedicated_agent_id")
+                " AND m.customer_id IN (SELECT id FROM customers WHERE dedicated_agent_id = ?\
+                 {in_groups}{} UNION SELECT c.customer_id FROM conversation_transitions s \
+                 JOIN conversations c ON c.id = s.conversation_id WHERE s.agent_id = ?{})",
+                or_member("dedicated_agent_id"),
+                or_member("s.agent_id"),
             ));
+            let group_values = || groups.iter().map(|g| Value::from(g.0));
             values.push(me.0.into());
             values.extend(group_values());
             values.extend(group_values());
-            sql.push_str(&format!(
-                " UNION SELECT c.customer_id FROM conversation_transitions s \
-                 JOIN conversations c ON c.id = s.conversation_id WHERE s.agent_id = ?{})",
-                members.replace("{}", "s.agent_id")
-            ));
             values.push(me.0.into());
             values.extend(group_values());
         }
