@@ -613,8 +613,12 @@ async fn serve_socket(
         }
         ok = session.text(f.to_string()).await.is_ok();
     }
-    let mut ping = tokio::time::interval(PING_EVERY);
-    ping.tick().await;
+    // Each socket pings (and checks its session) at its own phase: sockets
+    // opened together, as after a restart or a reconnect storm, would
+    // otherwise all ping and query at the same moment every period, and
+    // messages delivered in that moment would wait behind them.
+    let phase = Duration::from_millis(rand::random_range(0..PING_EVERY.as_millis() as u64));
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + phase, PING_EVERY);
     let mut heard = Instant::now();
     while ok {
         tokio::select! {
