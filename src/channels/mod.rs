@@ -3,6 +3,7 @@
 
 pub mod kf_sync;
 pub mod official_account;
+pub mod web;
 pub mod wecom;
 
 use std::collections::HashMap;

@@ -1,0 +1,13 @@
+//! The web chat widget's channel (issue 9): customers on the company's
+//! website, mobile site and app reach the same agents through the same
+//! pipeline as WeChat. See `docs/widget.md`.
+//!
+//! - `login`: the site's signed tokens for its logged-in users.
+//! - `client_ip`: the visitor's address behind trusted proxies.
+//! - `limits`: per-visitor and per-IP rate limits.
+//! - `page`: the chat page, its script and the embed loader.
+
+pub mod client_ip;
+pub mod limits;
+pub mod login;
+pub mod page;
