@@ -66,6 +66,7 @@ impl Application {
         let store = Store::connect(&settings.database).await?;
         store.migrate().await?;
         store.sync_accounts(&settings.accounts).await?;
+        store.sync_sites(&settings.sites).await?;
         tracing::info!(database = %redact_url(settings.database.url.expose()), "database ready");
 
         let bus: Bus = if settings.redis.enabled() {

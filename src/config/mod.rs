@@ -12,6 +12,7 @@
 pub mod account;
 mod env;
 mod secret;
+pub mod site;
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,7 @@ use serde::Deserialize;
 pub use account::{Account, AccountKind, MessageMode, TokenMode};
 pub use env::EnvSnapshot;
 pub use secret::{Secret, redact_url};
+pub use site::Site;
 
 /// Everything Kefu is configured with.
 #[derive(Debug, Clone, Deserialize)]
@@ -55,9 +57,14 @@ pub struct Settings {
     pub routing: RoutingSettings,
     #[serde(default)]
     pub crm: CrmSettings,
+    #[serde(default)]
+    pub widget: WidgetSettings,
     /// The WeChat accounts, from `accounts/*.toml` (not part of kefu.toml).
     #[serde(skip)]
     pub accounts: Vec<Account>,
+    /// The web chat sites, from `sites/*.toml` (not part of kefu.toml).
+    #[serde(skip)]
+    pub sites: Vec<Site>,
     /// Where the configuration was read from.
     #[serde(skip)]
     pub config_dir: PathBuf,
@@ -320,6 +327,32 @@ impl Default for OutboxSettings {
             senders: 4,
             window_hours: 48,
             window_messages: 5,
+        }
+    }
+}
+
+/// The web chat widget (issue 9; sites are configured in `sites/`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WidgetSettings {
+    /// Proxies whose `X-Forwarded-For` is believed (CIDRs or addresses);
+    /// empty: the peer's address is the visitor's.
+    pub trusted_proxies: Vec<String>,
+    /// Messages one visitor may send a minute (a burst of as many).
+    pub visitor_messages_per_minute: u32,
+    /// Visitor sessions one IP address may start a minute.
+    pub ip_sessions_per_minute: u32,
+    /// Longest text message, in characters.
+    pub max_text_chars: usize,
+}
+
+impl Default for WidgetSettings {
+    fn default() -> Self {
+        Self {
+            trusted_proxies: Vec::new(),
+            visitor_messages_per_minute: 30,
+            ip_sessions_per_minute: 30,
+            max_text_chars: 2000,
         }
     }
 }
@@ -605,6 +638,22 @@ impl Settings {
             Ok(accounts) => settings.accounts = accounts,
             Err(ConfigError(more)) => problems.extend(more),
         }
+        match site::load_dir(&dir.join("sites")) {
+            Ok(sites) => settings.sites = sites,
+            Err(ConfigError(more)) => problems.extend(more),
+        }
+        for s in &settings.sites {
+            if settings.account(s.id.as_str()).is_some() {
+                problems.push(ConfigProblem {
+                    file: s.file.clone(),
+                    key: Some("id".into()),
+                    message: format!(
+                        "{:?} is a WeChat account's id too; a site needs its own",
+                        s.id.as_str()
+                    ),
+                });
+            }
+        }
         if problems.is_empty() {
             Ok(settings)
         } else {
@@ -750,6 +799,16 @@ impl Settings {
 
     pub fn account(&self, id: &str) -> Option<&Account> {
         self.accounts.iter().find(|a| a.id.as_str() == id)
+    }
+
+    /// The web chat site with this public key.
+    pub fn site_by_key(&self, key: &str) -> Option<&Site> {
+        self.sites.iter().find(|s| s.public_key == key)
+    }
+
+    /// The web chat site with this id.
+    pub fn site(&self, id: &str) -> Option<&Site> {
+        self.sites.iter().find(|s| s.id.as_str() == id)
     }
 }
 

@@ -33,7 +33,7 @@ use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
 };
 
-use crate::config::{Account, DatabaseSettings, redact_url};
+use crate::config::{Account, DatabaseSettings, Site, redact_url};
 
 /// What can go wrong in storage.
 #[derive(Debug, thiserror::Error)]
@@ -135,31 +135,46 @@ impl Store {
 
     /// Records the configured accounts (insert or update by id).
     pub async fn sync_accounts(&self, accounts: &[Account]) -> Result<(), StoreError> {
+        for a in accounts {
+            self.sync_account(a.id.as_str(), a.kind.as_str(), &a.name)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Records the configured web chat sites as accounts of kind `web`
+    /// (their messages' account).
+    pub async fn sync_sites(&self, sites: &[Site]) -> Result<(), StoreError> {
+        for s in sites {
+            self.sync_account(s.id.as_str(), "web", &s.name).await?;
+        }
+        Ok(())
+    }
+
+    async fn sync_account(&self, id: &str, kind: &str, name: &str) -> Result<(), StoreError> {
         use entities::accounts;
         use sea_orm::sea_query::OnConflict;
         use sea_orm::{EntityTrait, Set};
         let now = chrono::Utc::now();
-        for a in accounts {
-            let row = accounts::ActiveModel {
-                id: Set(a.id.to_string()),
-                kind: Set(a.kind.as_str().to_owned()),
-                name: Set(a.name.clone()),
-                created_at: Set(now),
-                updated_at: Set(now),
-            };
-            accounts::Entity::insert(row)
-                .on_conflict(
-                    OnConflict::column(accounts::Column::Id)
-                        .update_columns([
-                            accounts::Column::Kind,
-                            accounts::Column::Name,
-                            accounts::Column::UpdatedAt,
-                        ])
-                        .to_owned(),
-                )
-                .exec(&self.writer)
-                .await?;
-        }
+        let row = accounts::ActiveModel {
+            id: Set(id.to_owned()),
+            kind: Set(kind.to_owned()),
+            name: Set(name.to_owned()),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+        accounts::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(accounts::Column::Id)
+                    .update_columns([
+                        accounts::Column::Kind,
+                        accounts::Column::Name,
+                        accounts::Column::UpdatedAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec(&self.writer)
+            .await?;
         Ok(())
     }
 
