@@ -151,6 +151,8 @@ impl Application {
         hub.start(&bus, &mut workers);
         let search = crate::search::SearchIndex::new(store.clone());
         search.start(&mut workers);
+        let widget = crate::channels::web::WidgetHub::new(store.clone());
+        widget.start(&bus, &mut workers);
         let crm_webhook = crate::crm::webhook::Webhook::default();
         crm_webhook.start(
             store.clone(),
@@ -177,6 +179,7 @@ impl Application {
             hub,
             crm_replays: crate::crm::replay_cache(),
             search,
+            widget,
             crm_webhook,
         };
 
@@ -388,6 +391,7 @@ fn http_server(state: AppState, listener: TcpListener) -> Result<Server, StartEr
             .wrap(middleware::from_fn(metrics::track))
             .configure(|c| crate::channels::official_account::routes(c, callback_limit))
             .configure(|c| crate::channels::wecom::routes(c, callback_limit))
+            .configure(crate::channels::web::api::routes)
             .configure(|c| crate::crm::routes(c, crm_limit))
             .configure(crate::console::routes)
             .configure(crate::media::routes)

@@ -49,6 +49,8 @@ pub struct AppState {
     pub crm_replays: crate::crm::Replays,
     /// Keeps the history search's word index up to date.
     pub search: crate::search::SearchIndex,
+    /// The web chat visitors' sockets on this instance.
+    pub widget: crate::channels::web::WidgetHub,
     /// Delivers CRM events by webhook.
     pub crm_webhook: crate::crm::webhook::Webhook,
 }

@@ -28,9 +28,11 @@ pub struct ChannelAccount {
     pub api: ApiClient,
 }
 
-/// Every configured account by id.
+/// Every configured account by id, and the web chat sites.
 pub struct Channels {
     by_id: HashMap<String, Arc<ChannelAccount>>,
+    /// Web chat sites by id: their messages are delivered by Kefu itself.
+    sites: HashMap<String, crate::config::Site>,
 }
 
 impl Channels {
@@ -79,7 +81,17 @@ impl Channels {
                 }),
             );
         }
-        Ok(Self { by_id })
+        let sites = settings
+            .sites
+            .iter()
+            .map(|s| (s.id.to_string(), s.clone()))
+            .collect();
+        Ok(Self { by_id, sites })
+    }
+
+    /// The web chat site with this id.
+    pub fn site(&self, id: &str) -> Option<&crate::config::Site> {
+        self.sites.get(id)
     }
 
     /// The account with this id and kind.

@@ -237,14 +237,19 @@ impl Outbox {
         req: OutboundRequest,
         timeout: Duration,
     ) -> Result<Enqueued, OutboxError> {
-        let acc = self
-            .channels
-            .get_any(req.account.as_str())
-            .ok_or_else(|| OutboxError::UnknownAccount(req.account.to_string()))?;
-        validate(&req, acc.account.kind)?;
-        let channel = match acc.account.kind {
-            AccountKind::OfficialAccount => Channel::OfficialAccount,
-            AccountKind::WecomKf => Channel::WecomKf,
+        let channel = match self.channels.get_any(req.account.as_str()) {
+            Some(acc) => {
+                validate(&req, acc.account.kind)?;
+                match acc.account.kind {
+                    AccountKind::OfficialAccount => Channel::OfficialAccount,
+                    AccountKind::WecomKf => Channel::WecomKf,
+                }
+            }
+            None if self.channels.site(req.account.as_str()).is_some() => {
+                validate_web(&req)?;
+                Channel::Web
+            }
+            None => return Err(OutboxError::UnknownAccount(req.account.to_string())),
         };
         let stored = StoredRequest {
             content: req.content.clone(),
@@ -303,6 +308,16 @@ impl Outbox {
         recipient: &str,
         now: DateTime<Utc>,
     ) -> Result<Window, StoreError> {
+        // The widget has no window: Kefu delivers to it itself.
+        if self.channels.site(account.as_str()).is_some() {
+            return Ok(Window {
+                open: true,
+                last_customer_message: None,
+                closes_at: None,
+                remaining: u64::MAX,
+                reason: None,
+            });
+        }
         let (last, sent) = self.store.contact_window(account, recipient).await?;
         Ok(window_of(&self.settings, last, sent, now))
     }
@@ -390,6 +405,12 @@ impl Outbox {
         &self,
         row: &crate::store::entities::outbox::Model,
     ) -> Result<Option<String>, Failure> {
+        // A widget's message was delivered when it was filed: the visitor's
+        // sockets carry every filed message, and a visitor away reads it
+        // on return. Sending it is recording that.
+        if self.channels.site(&row.account_id).is_some() {
+            return Ok(None);
+        }
         let Some(acc) = self.channels.get_any(&row.account_id) else {
             return Err(Failure::permanent(
                 "account no longer configured",
@@ -600,6 +621,36 @@ fn validate(req: &OutboundRequest, kind: AccountKind) -> Result<(), OutboxError>
     }
     Ok(())
 }
+
+/// A message to a web chat visitor: the recipient is their visitor id.
+fn validate_web(req: &OutboundRequest) -> Result<(), OutboxError> {
+    let bad = |m: &str| Err(OutboxError::Invalid(m.into()));
+    if req.recipient.is_empty() || req.recipient.len() > 128 {
+        return bad("recipient must be a web visitor id");
+    }
+    if req.media.as_ref().is_some_and(|m| m.media_kind().is_none()) {
+        return bad("media kind must be image, voice, video or file");
+    }
+    if let OutboundContent::Text { content } = &req.content {
+        if content.trim().is_empty() {
+            return bad("text is empty");
+        }
+        if content.chars().count() > MAX_WEB_TEXT_CHARS {
+            return bad("text is longer than 5,000 characters; split it");
+        }
+    }
+    if req
+        .idempotency_key
+        .as_ref()
+        .is_some_and(|k| k.is_empty() || k.len() > 128)
+    {
+        return bad("idempotency key must be 1 to 128 characters");
+    }
+    Ok(())
+}
+
+/// Longest text sent to a web chat visitor in one message (characters).
+pub const MAX_WEB_TEXT_CHARS: usize = 5000;
 
 fn content_type(c: &OutboundContent) -> &'static str {
     match c {

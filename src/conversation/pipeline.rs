@@ -429,7 +429,7 @@ impl Pipeline {
             c if c == Channel::WecomKf.as_str() => {
                 (IdentityKind::WecomExternalUserId, Channel::WecomKf)
             }
-            // The web widget joins with issue 9.
+            c if c == Channel::Web.as_str() => (IdentityKind::WebVisitor, Channel::Web),
             _ => return Ok(None),
         };
         if msg.direction != Direction::In.as_str()

@@ -543,7 +543,7 @@ pub(crate) async fn outbound_link_in(
     let kind = match channel {
         Channel::OfficialAccount => IdentityKind::OaOpenId,
         Channel::WecomKf => IdentityKind::WecomExternalUserId,
-        _ => return Ok(None),
+        Channel::Web => IdentityKind::WebVisitor,
     };
     let customer: Option<i64> = ids::Entity::find()
         .select_only()

@@ -254,7 +254,7 @@ impl Store {
     }
 
     /// The channel id Kefu writes to for this customer on this account
-    /// (openid, external_userid), if they have one there.
+    /// (openid, external_userid, web visitor id), if they have one there.
     pub async fn recipient_of(
         &self,
         customer: CustomerId,
@@ -266,10 +266,21 @@ impl Store {
             .filter(ids::Column::Kind.is_in([
                 IdentityKind::OaOpenId.as_str(),
                 IdentityKind::WecomExternalUserId.as_str(),
+                IdentityKind::WebVisitor.as_str(),
             ]))
             .one(self.conn())
             .await?
             .map(|i| i.value))
+    }
+
+    /// The identity, if it exists (never creates one).
+    pub async fn find_identity_of(
+        &self,
+        kind: IdentityKind,
+        account: &AccountId,
+        value: &str,
+    ) -> Result<Option<ids::Model>, StoreError> {
+        self.find_identity(kind, account, value).await
     }
 
     async fn find_identity(

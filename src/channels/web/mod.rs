@@ -6,8 +6,15 @@
 //! - `client_ip`: the visitor's address behind trusted proxies.
 //! - `limits`: per-visitor and per-IP rate limits.
 //! - `page`: the chat page, its script and the embed loader.
+//! - `api`: the visitor API; `hub`: the visitors' sockets; `view`: what a
+//!   visitor sees.
 
+pub mod api;
 pub mod client_ip;
+pub mod hub;
 pub mod limits;
 pub mod login;
 pub mod page;
+pub mod view;
+
+pub use hub::WidgetHub;

@@ -1,0 +1,618 @@
+//! The visitor API (`/widget/api/…`, see `docs/widget.md`): a visitor
+//! starts or resumes a chat, writes, asks for a person, and hears what is
+//! said to them over a WebSocket or a long poll. Their messages go through
+//! the same ingest and pipeline as WeChat's (channel `web`).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::Method;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine as _;
+use chrono::Utc;
+use futures_util::StreamExt as _;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::Digest as _;
+use tokio::sync::mpsc;
+
+use super::hub::SOCKET_QUEUE;
+use super::view;
+use crate::config::Site;
+use crate::http_error::{ApiError, Code};
+use crate::ids::{AccountId, CustomerId, MessageId};
+use crate::state::AppState;
+use crate::store::followers::IdentityKind;
+use crate::store::messages::{Channel, Direction, Inserted, NewInbound};
+
+/// Messages a session answer and a resume carry at most.
+const RECENT: u64 = 50;
+/// How long a long poll waits for something new.
+const POLL_FOR: Duration = Duration::from_secs(25);
+/// Largest frame a visitor's tab may send.
+const MAX_FRAME: usize = 4 * 1024;
+/// The socket's ping period; a tab silent for three is gone.
+const PING_EVERY: Duration = Duration::from_secs(25);
+/// Longest client id a page may give a message.
+const MAX_CLIENT_ID: usize = 64;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    let limit = web::JsonConfig::default()
+        .limit(16 * 1024)
+        .error_handler(|e, _| ApiError::new(Code::BadRequest, e.to_string()).into());
+    cfg.service(
+        web::scope("/widget/api")
+            .app_data(limit)
+            .route("/session", web::post().to(session))
+            .route("/messages", web::post().to(send))
+            .route("/handoff", web::post().to(handoff))
+            .route("/poll", web::get().to(poll))
+            .route("/ws", web::get().to(socket))
+            .route("/{any:.*}", web::method(Method::OPTIONS).to(preflight)),
+    );
+}
+
+/// A visitor: the site and the id their token hashes to.
+#[derive(Debug, Clone)]
+struct Visitor {
+    site: Site,
+    /// The identity value and message sender: `w` and 32 hex digits of the
+    /// token's SHA-256. The token itself is never stored.
+    id: String,
+}
+
+/// A new visitor token: the site id, a dot, 43 random URL-safe characters.
+fn new_token(site: &AccountId) -> String {
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    format!(
+        "{site}.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+/// The visitor id a well-formed token stands for, and its site id.
+fn parse_token(token: &str) -> Option<(&str, String)> {
+    let (site, secret) = token.split_once('.')?;
+    let well_formed = secret.len() == 43
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !well_formed || AccountId::parse(site).is_err() {
+        return None;
+    }
+    let digest = sha2::Sha256::digest(token.as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    Some((site, format!("w{hex}")))
+}
+
+fn visitor_of(state: &AppState, token: &str) -> Option<Visitor> {
+    let (site, id) = parse_token(token)?;
+    Some(Visitor {
+        site: state.settings.site(site)?.clone(),
+        id,
+    })
+}
+
+/// The visitor of `Authorization: Visitor <token>` (or `?visitor=` for
+/// sockets, which cannot send headers).
+fn authorized(
+    state: &AppState,
+    req: &HttpRequest,
+    query: Option<&str>,
+) -> Result<Visitor, ApiError> {
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Visitor "));
+    let token = header.or(query).ok_or_else(|| {
+        ApiError::new(
+            Code::Unauthorized,
+            "no visitor token: start with POST /widget/api/session",
+        )
+    })?;
+    visitor_of(state, token.trim()).ok_or_else(|| {
+        ApiError::new(
+            Code::Unauthorized,
+            "unknown visitor token: start a new session",
+        )
+    })
+}
+
+/// Kefu's own origin as the browser names it.
+fn own_origin(req: &HttpRequest) -> String {
+    let info = req.connection_info();
+    format!("{}://{}", info.scheme(), info.host())
+}
+
+/// Whether the request's page may use this site's widget: no `Origin`
+/// (not a browser page), Kefu's own pages (the chat page), or one of the
+/// site's origins. `Ok(Some(origin))`: answer with CORS headers for it.
+fn check_origin(req: &HttpRequest, site: Option<&Site>) -> Result<Option<String>, ApiError> {
+    let Some(origin) = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+    else {
+        return Ok(None);
+    };
+    let origin = origin.trim_end_matches('/');
+    if origin == own_origin(req) {
+        return Ok(None);
+    }
+    match site {
+        Some(s) if s.allows_origin(origin) => Ok(Some(origin.to_owned())),
+        _ => Err(ApiError::new(
+            Code::Forbidden,
+            format!("the page at {origin} may not use this site's chat (see allowed_origins)"),
+        )),
+    }
+}
+
+/// The answer, with CORS headers for a foreign page the site allows.
+fn answer(result: Result<HttpResponse, ApiError>, cors: Option<&str>) -> HttpResponse {
+    let mut res = match result {
+        Ok(r) => r,
+        Err(e) => actix_web::ResponseError::error_response(&e),
+    };
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    if let Some(o) = cors.and_then(|o| HeaderValue::from_str(o).ok()) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
+    }
+    res
+}
+
+/// CORS preflight: allowed when some site lists the page's origin.
+async fn preflight(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .unwrap_or_default()
+        .trim_end_matches('/');
+    if !state.settings.sites.iter().any(|s| s.allows_origin(origin)) {
+        return answer(
+            Err(ApiError::new(
+                Code::Forbidden,
+                "this origin may not use the chat",
+            )),
+            None,
+        );
+    }
+    let mut res = HttpResponse::NoContent().finish();
+    let h = res.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("authorization, content-type"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    answer(Ok(res), Some(origin))
+}
+
+/// The visitor's customer, made on first use, with a region guessed from
+/// their address for routing.
+async fn customer_of(
+    state: &AppState,
+    req: &HttpRequest,
+    v: &Visitor,
+) -> Result<CustomerId, ApiError> {
+    let identity = state
+        .store
+        .identity(IdentityKind::WebVisitor, &v.site.id, &v.id)
+        .await?;
+    let customer = CustomerId(identity.customer_id);
+    // Made just now: a newcomer, whose region routing wants.
+    if identity.created_at >= Utc::now() - chrono::Duration::seconds(5)
+        && let Some(ip) = client_ip(req)
+        && let Some(city) = state
+            .regions
+            .resolve(ip)
+            .and_then(|r| r.routing_key().map(str::to_owned))
+    {
+        state
+            .store
+            .set_customer_region_if_unset(customer, &city)
+            .await?;
+    }
+    Ok(customer)
+}
+
+/// The customer of a visitor who has written or connected before, if any.
+async fn known_customer(state: &AppState, v: &Visitor) -> Result<Option<CustomerId>, ApiError> {
+    Ok(state
+        .store
+        .find_identity_of(IdentityKind::WebVisitor, &v.site.id, &v.id)
+        .await?
+        .map(|i| CustomerId(i.customer_id)))
+}
+
+/// The visitor's address: the peer's (trusted proxies come with
+/// `[widget] trusted_proxies`).
+fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
+    req.peer_addr().map(|a| a.ip())
+}
+
+async fn conversation_json(
+    state: &AppState,
+    customer: CustomerId,
+    site: &AccountId,
+) -> Result<Value, ApiError> {
+    Ok(
+        match state.store.latest_conversation_of(customer, site).await? {
+            Some(c) => view::conversation(&state.store, &c, state.widget.names()).await,
+            None => Value::Null,
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct SessionRequest {
+    key: String,
+    visitor: Option<String>,
+}
+
+/// Starts or resumes a visitor.
+async fn session(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<SessionRequest>,
+) -> HttpResponse {
+    let site = state.settings.site_by_key(&body.key).cloned();
+    let cors = match check_origin(&req, site.as_ref()) {
+        Ok(c) => c,
+        Err(e) => return answer(Err(e), None),
+    };
+    let result = async {
+        let site = site
+            .ok_or_else(|| ApiError::new(Code::BadRequest, "key: no site has this public key"))?;
+        let resumed = body
+            .visitor
+            .as_deref()
+            .and_then(|t| visitor_of(&state, t).map(|v| (t.to_owned(), v)))
+            .filter(|(_, v)| v.site.id == site.id);
+        let (token, visitor) = match resumed {
+            Some(found) => found,
+            None => {
+                let t = new_token(&site.id);
+                let v = visitor_of(&state, &t)
+                    .ok_or_else(|| ApiError::internal("a new visitor token did not parse"))?;
+                (t, v)
+            }
+        };
+        let (conversation, messages) = match known_customer(&state, &visitor).await? {
+            Some(c) => {
+                let list = state
+                    .store
+                    .visitor_recent_messages(c, &site.id, RECENT)
+                    .await?;
+                (
+                    conversation_json(&state, c, &site.id).await?,
+                    view::messages(&list, state.widget.names()).await,
+                )
+            }
+            None => (Value::Null, Vec::new()),
+        };
+        Ok(HttpResponse::Ok().json(json!({
+            "visitor": token,
+            "site": {"id": site.id, "name": site.name},
+            "conversation": conversation,
+            "messages": messages,
+        })))
+    }
+    .await;
+    answer(result, cors.as_deref())
+}
+
+#[derive(Deserialize)]
+struct SendRequest {
+    client_id: String,
+    text: String,
+}
+
+/// Stores a visitor's text through the ingest (once per client id).
+async fn send(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<SendRequest>,
+) -> HttpResponse {
+    let visitor = match authorized(&state, &req, None) {
+        Ok(v) => v,
+        Err(e) => return answer(Err(e), cors_any(&state, &req).as_deref()),
+    };
+    let cors = match check_origin(&req, Some(&visitor.site)) {
+        Ok(c) => c,
+        Err(e) => return answer(Err(e), None),
+    };
+    let result = async {
+        let max = state.settings.widget.max_text_chars;
+        let text = body.text.trim();
+        if text.is_empty() {
+            return Err(ApiError::new(Code::BadRequest, "text: empty"));
+        }
+        if text.chars().count() > max {
+            return Err(ApiError::new(
+                Code::PayloadTooLarge,
+                format!("text: longer than {max} characters"),
+            ));
+        }
+        if text
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+        {
+            return Err(ApiError::new(Code::BadRequest, "text: control characters"));
+        }
+        let client_id = checked_client_id(&body.client_id)?;
+        let (message, conversation) = store_text(&state, &req, &visitor, &client_id, text).await?;
+        Ok(HttpResponse::Ok().json(json!({"message": message, "conversation": conversation})))
+    }
+    .await;
+    answer(result, cors.as_deref())
+}
+
+fn checked_client_id(id: &str) -> Result<String, ApiError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_CLIENT_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(id.to_owned())
+    } else {
+        Err(ApiError::new(
+            Code::BadRequest,
+            "client_id: 1–64 characters of A–Z, a–z, 0–9, - and _",
+        ))
+    }
+}
+
+/// For an answer given before the site is known (a bad token): CORS
+/// headers when some site allows the page, so it can read the error.
+fn cors_any(state: &AppState, req: &HttpRequest) -> Option<String> {
+    let origin = req.headers().get(header::ORIGIN)?.to_str().ok()?;
+    let origin = origin.trim_end_matches('/');
+    state
+        .settings
+        .sites
+        .iter()
+        .any(|s| s.allows_origin(origin))
+        .then(|| origin.to_owned())
+}
+
+/// Stores the visitor's text and answers it as the visitor sees it.
+async fn store_text(
+    state: &AppState,
+    req: &HttpRequest,
+    v: &Visitor,
+    client_id: &str,
+    text: &str,
+) -> Result<(Value, Value), ApiError> {
+    let customer = customer_of(state, req, v).await?;
+    let key = format!("w:{}:{client_id}", v.id);
+    let msg = NewInbound {
+        account: v.site.id.clone(),
+        channel: Channel::Web,
+        direction: Direction::In,
+        sender: v.id.clone(),
+        dedup_key: key.clone(),
+        msg_type: "text".into(),
+        content: Some(text.to_owned()),
+        payload: json!({"text": text, "client_id": client_id}).to_string(),
+        channel_msg_id: None,
+        sent_at: Utc::now(),
+    };
+    let timeout = Duration::from_millis(state.settings.limits.callback_commit_timeout_ms);
+    let stored = match state.ingest.ingest(msg, timeout).await {
+        Ok(Inserted::New(id)) => state.store.message(id).await?,
+        Ok(Inserted::Duplicate) => state
+            .store
+            .message_by_key(&v.site.id, &key)
+            .await?
+            .ok_or_else(|| ApiError::internal("a duplicate message was not found"))?,
+        Err(e) => {
+            tracing::warn!(error = %e, "a visitor's message was not stored");
+            return Err(ApiError::new(Code::Unavailable, "not stored: try again"));
+        }
+    };
+    Ok((
+        view::message(&stored, state.widget.names()).await,
+        conversation_json(state, customer, &v.site.id).await?,
+    ))
+}
+
+/// The "转人工" button: the visitor asks for a person, as if they wrote it.
+async fn handoff(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let visitor = match authorized(&state, &req, None) {
+        Ok(v) => v,
+        Err(e) => return answer(Err(e), cors_any(&state, &req).as_deref()),
+    };
+    let cors = match check_origin(&req, Some(&visitor.site)) {
+        Ok(c) => c,
+        Err(e) => return answer(Err(e), None),
+    };
+    let result = async {
+        let id = format!("handoff-{}", uuid::Uuid::new_v4().simple());
+        let (message, conversation) = store_text(&state, &req, &visitor, &id, "转人工").await?;
+        Ok(HttpResponse::Ok().json(json!({"message": message, "conversation": conversation})))
+    }
+    .await;
+    answer(result, cors.as_deref())
+}
+
+#[derive(Deserialize)]
+struct After {
+    #[serde(default)]
+    after: i64,
+    visitor: Option<String>,
+    /// Long poll: seconds to wait for something new (at most 25).
+    wait: Option<u64>,
+}
+
+/// The long poll: what came after `after`, at once or within 25 s.
+async fn poll(state: web::Data<AppState>, req: HttpRequest, q: web::Query<After>) -> HttpResponse {
+    let visitor = match authorized(&state, &req, None) {
+        Ok(v) => v,
+        Err(e) => return answer(Err(e), cors_any(&state, &req).as_deref()),
+    };
+    let cors = match check_origin(&req, Some(&visitor.site)) {
+        Ok(c) => c,
+        Err(e) => return answer(Err(e), None),
+    };
+    let result = async {
+        let customer = customer_of(&state, &req, &visitor).await?;
+        let site = visitor.site.id.clone();
+        let (tx, mut rx) = mpsc::channel(SOCKET_QUEUE);
+        // Listen first, then read: nothing filed in between is missed.
+        let tab = state.widget.attach(customer, site.as_str(), tx, false);
+        let read = async {
+            let list = state
+                .store
+                .visitor_messages_after(customer, &site, MessageId(q.after), RECENT)
+                .await?;
+            let wait = q
+                .wait
+                .map_or(POLL_FOR, |s| Duration::from_secs(s).min(POLL_FOR));
+            if list.is_empty() && !wait.is_zero() {
+                let _ = tokio::time::timeout(wait, rx.recv()).await;
+                return Ok::<_, ApiError>(
+                    state
+                        .store
+                        .visitor_messages_after(customer, &site, MessageId(q.after), RECENT)
+                        .await?,
+                );
+            }
+            Ok(list)
+        }
+        .await;
+        state.widget.detach(customer, tab);
+        let list = read?;
+        Ok(HttpResponse::Ok().json(json!({
+            "messages": view::messages(&list, state.widget.names()).await,
+            "conversation": conversation_json(&state, customer, &site).await?,
+        })))
+    }
+    .await;
+    answer(result, cors.as_deref())
+}
+
+/// The visitor's WebSocket: what came after `after`, then live frames.
+async fn socket(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<After>,
+    body: web::Payload,
+) -> HttpResponse {
+    let visitor = match authorized(&state, &req, q.visitor.as_deref()) {
+        Ok(v) => v,
+        Err(e) => return answer(Err(e), None),
+    };
+    if let Err(e) = check_origin(&req, Some(&visitor.site)) {
+        return answer(Err(e), None);
+    }
+    let customer = match customer_of(&state, &req, &visitor).await {
+        Ok(c) => c,
+        Err(e) => return answer(Err(e), None),
+    };
+    let (response, session, stream) = match actix_ws::handle(&req, body) {
+        Ok(x) => x,
+        Err(e) => {
+            return answer(Err(ApiError::new(Code::BadRequest, e.to_string())), None);
+        }
+    };
+    let stream = stream.max_frame_size(MAX_FRAME);
+    actix_web::rt::spawn(serve(
+        state.into_inner(),
+        visitor,
+        customer,
+        MessageId(q.after),
+        session,
+        stream,
+    ));
+    response
+}
+
+async fn serve(
+    state: Arc<AppState>,
+    visitor: Visitor,
+    customer: CustomerId,
+    after: MessageId,
+    mut session: actix_ws::Session,
+    mut stream: actix_ws::MessageStream,
+) {
+    let site = visitor.site.id.clone();
+    let (tx, mut rx) = mpsc::channel::<Arc<str>>(SOCKET_QUEUE);
+    let conversation = state
+        .store
+        .latest_conversation_of(customer, &site)
+        .await
+        .ok()
+        .flatten();
+    let queued = conversation.as_ref().is_some_and(|c| c.state == "queued");
+    // Listen first, then catch up: a message filed in between comes twice
+    // at most, and the tab keeps the first.
+    let tab = state.widget.attach(customer, site.as_str(), tx, queued);
+    let mut last = after.0;
+    let mut ok = true;
+    let names = state.widget.names().clone();
+    let missed = state
+        .store
+        .visitor_messages_after(customer, &site, after, 1000)
+        .await
+        .unwrap_or_default();
+    for m in &missed {
+        last = last.max(m.id);
+        let frame = json!({"type": "message", "message": view::message(m, &names).await});
+        ok = ok && session.text(frame.to_string()).await.is_ok();
+    }
+    if ok && let Some(c) = &conversation {
+        let frame = json!({"type": "conversation", "conversation": view::conversation(&state.store, c, &names).await});
+        ok = session.text(frame.to_string()).await.is_ok();
+    }
+    let phase = Duration::from_millis(rand::random_range(0..PING_EVERY.as_millis() as u64));
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + phase, PING_EVERY);
+    let mut heard = tokio::time::Instant::now();
+    while ok {
+        tokio::select! {
+            frame = rx.recv() => match frame {
+                Some(f) => {
+                    // Skip what the catch-up already sent.
+                    let id = serde_json::from_str::<Value>(&f).ok().and_then(|v| v["message"]["id"].as_i64());
+                    if id.is_some_and(|id| id <= last) {
+                        continue;
+                    }
+                    ok = session.text(f.to_string()).await.is_ok();
+                }
+                // Dropped for being slow, or the hub lagged: the tab
+                // reconnects and resumes.
+                None => break,
+            },
+            msg = stream.next() => {
+                heard = tokio::time::Instant::now();
+                match msg {
+                    Some(Ok(actix_ws::Message::Ping(b))) => ok = session.pong(&b).await.is_ok(),
+                    Some(Ok(actix_ws::Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {}
+                }
+            }
+            _ = ping.tick() => {
+                if heard.elapsed() > PING_EVERY * 3 {
+                    break;
+                }
+                ok = session.ping(b"").await.is_ok();
+            }
+        }
+    }
+    state.widget.detach(customer, tab);
+    let _ = session.close(None).await;
+}

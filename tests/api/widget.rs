@@ -1,0 +1,342 @@
+//! The web chat widget's visitor API through HTTP and WebSocket: a guest
+//! writes, asks for a person, is served by an agent whose reply reaches
+//! the visitor's socket and is marked sent without any WeChat call; a
+//! returning visitor resumes; nobody reads another visitor's conversation;
+//! pages of other origins are refused; bad input gets clear errors.
+
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use kefu::auth::Role;
+use kefu::routing::AgentStatus;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+
+use kefu::bus::Event;
+
+use crate::desk::{api_post, changed, next_event, session, staff};
+use crate::helpers::{TestApp, spawn_app};
+
+const KEY: &str = "pk_demo_web_example_key";
+const WAIT: Duration = Duration::from_secs(10);
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// `POST /widget/api/...` as a visitor (token `None`: no Authorization),
+/// from the page at `origin` (`None`: no Origin header).
+async fn post(
+    app: &TestApp,
+    path: &str,
+    visitor: Option<&str>,
+    origin: Option<&str>,
+    body: Value,
+) -> (u16, Value, reqwest::header::HeaderMap) {
+    let mut req = app
+        .client
+        .post(format!("{}/widget/api/{path}", app.address))
+        .json(&body);
+    if let Some(v) = visitor {
+        req = req.header("authorization", format!("Visitor {v}"));
+    }
+    if let Some(o) = origin {
+        req = req.header("origin", o);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let body = r.json().await.unwrap_or(Value::Null);
+    (status, body, headers)
+}
+
+async fn new_visitor(app: &TestApp) -> String {
+    let (status, body, _) = post(app, "session", None, None, json!({"key": KEY})).await;
+    assert_eq!(status, 200, "{body}");
+    body["visitor"].as_str().unwrap().to_owned()
+}
+
+async fn open(app: &TestApp, visitor: &str, after: i64) -> Ws {
+    let req = format!(
+        "ws://127.0.0.1:{}/widget/api/ws?visitor={visitor}&after={after}",
+        app.port
+    )
+    .into_client_request()
+    .unwrap();
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+/// The next frame of `kind` on the visitor's socket.
+async fn frame(ws: &mut Ws, kind: &str) -> Value {
+    loop {
+        let m = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("socket open")
+            .unwrap();
+        if let Message::Text(t) = m {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == kind {
+                return v;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_guest_talks_to_an_agent_and_back() {
+    let app = spawn_app().await;
+    let wendy = staff(&app, "wendy", Role::Agent, AgentStatus::Idle).await;
+    let mut bus = app.state.bus.subscribe();
+    let token = new_visitor(&app).await;
+    assert!(token.starts_with("demo-web."), "{token}");
+
+    let (status, body, _) = post(
+        &app,
+        "messages",
+        Some(&token),
+        None,
+        json!({"client_id": "c-1", "text": "你好，想卖车"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let first = body["message"].clone();
+    assert_eq!(first["from"], "customer");
+    assert_eq!(first["text"], "你好，想卖车");
+    assert_eq!(first["client_id"], "c-1");
+    // The same client id again: the same message, stored once.
+    let (_, again, _) = post(
+        &app,
+        "messages",
+        Some(&token),
+        None,
+        json!({"client_id": "c-1", "text": "你好，想卖车"}),
+    )
+    .await;
+    assert_eq!(again["message"]["id"], first["id"]);
+
+    let mut ws = open(&app, &token, 0).await;
+    let caught_up = frame(&mut ws, "message").await;
+    assert_eq!(caught_up["message"]["id"], first["id"]);
+
+    let (status, body, _) = post(&app, "handoff", Some(&token), None, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let assigned = changed(&mut bus, |c| c.state == "assigned").await;
+    assert_eq!(assigned.agent, Some(wendy));
+    let conv = loop {
+        let f = frame(&mut ws, "conversation").await;
+        if f["conversation"]["state"] == "assigned" {
+            break f["conversation"].clone();
+        }
+    };
+    assert_eq!(conv["agent_name"], "wendy 名字");
+
+    // The agent answers from the workbench.
+    let s = session(&app, "wendy").await;
+    let (status, sent) = api_post(
+        &app,
+        &format!("/api/conversations/{}/messages", assigned.conversation.0),
+        &s,
+        json!({"client_id": "r-1", "text": "您好，我是 wendy"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{sent}");
+    let reply = loop {
+        let f = frame(&mut ws, "message").await;
+        if f["message"]["from"] == "agent" {
+            break f["message"].clone();
+        }
+    };
+    assert_eq!(reply["text"], "您好，我是 wendy");
+    assert_eq!(reply["agent_name"], "wendy 名字");
+    let reply_id = reply["id"].as_i64().unwrap();
+    let status = next_event(&mut bus, |e| match e {
+        Event::OutboundStatus {
+            message_id, status, ..
+        } if message_id.0 == reply_id && status != "queued" => Some(status.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        status, "sent",
+        "a widget message is delivered by Kefu itself"
+    );
+    assert!(
+        app.fake
+            .requests_to("/cgi-bin/message/custom/send")
+            .is_empty(),
+        "and never through WeChat"
+    );
+
+    // A returning visitor gets their conversation back.
+    let (_, back, _) = post(
+        &app,
+        "session",
+        None,
+        None,
+        json!({"key": KEY, "visitor": token}),
+    )
+    .await;
+    assert_eq!(back["visitor"], token.as_str());
+    assert_eq!(back["conversation"]["state"], "assigned");
+    let texts: Vec<&str> = back["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "你好，想卖车",
+            "转人工",
+            "客服 wendy 名字 为您服务",
+            "您好，我是 wendy"
+        ]
+    );
+    assert_eq!(back["messages"][2]["from"], "system");
+}
+
+#[tokio::test]
+async fn nobody_reads_another_visitor_s_conversation() {
+    let app = spawn_app().await;
+    let alice = new_visitor(&app).await;
+    let (status, _, _) = post(
+        &app,
+        "messages",
+        Some(&alice),
+        None,
+        json!({"client_id": "a-1", "text": "我的车牌是沪A12345"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Another visitor, and one who makes up a well-formed token.
+    let bob = new_visitor(&app).await;
+    assert_ne!(bob, alice);
+    let forged = format!("demo-web.{}", "A".repeat(43));
+    for token in [bob.as_str(), forged.as_str()] {
+        let (status, body, _) = post(
+            &app,
+            "session",
+            None,
+            None,
+            json!({"key": KEY, "visitor": token}),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(body["messages"], json!([]), "{body}");
+        let r = app
+            .client
+            .get(format!("{}/widget/api/poll?after=0&wait=0", app.address))
+            .header("authorization", format!("Visitor {token}"))
+            .send()
+            .await
+            .unwrap();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["messages"], json!([]), "{body}");
+    }
+    // Malformed tokens, and none at all.
+    for token in [Some("demo-web.short"), Some("nosuchsite.AAAA"), None] {
+        let (status, body, _) = post(
+            &app,
+            "messages",
+            token,
+            None,
+            json!({"client_id": "x", "text": "hi"}),
+        )
+        .await;
+        assert_eq!(status, 401, "{body}");
+    }
+    // A token of a site given with another site's key is not resumed.
+    let (_, body, _) = post(
+        &app,
+        "session",
+        None,
+        None,
+        json!({"key": KEY, "visitor": alice.replace("demo-web.", "demo-oa.")}),
+    )
+    .await;
+    assert_ne!(body["visitor"], alice.as_str());
+    assert_eq!(body["messages"], json!([]));
+}
+
+#[tokio::test]
+async fn only_the_site_s_pages_may_use_it_and_bad_input_is_refused() {
+    let app = spawn_app().await;
+    let (status, body, _) = post(
+        &app,
+        "session",
+        None,
+        Some("https://evil.example.com"),
+        json!({"key": KEY}),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body, headers) = post(
+        &app,
+        "session",
+        None,
+        Some("http://localhost:8080"),
+        json!({"key": KEY}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "http://localhost:8080"
+    );
+    let token = body["visitor"].as_str().unwrap().to_owned();
+    // Preflight: the site's origin yes, another no.
+    for (origin, want) in [
+        ("http://localhost:8080", 204),
+        ("https://evil.example.com", 403),
+    ] {
+        let r = app
+            .client
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/widget/api/messages", app.address),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), want, "{origin}");
+    }
+    let (status, body, _) = post(
+        &app,
+        "session",
+        None,
+        None,
+        json!({"key": "pk_nosuchkey_0000"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["message"].as_str().unwrap_or("")),
+        (400, "key: no site has this public key")
+    );
+    let long = "长".repeat(2001);
+    for (body, want, says) in [
+        (json!({"client_id": "c", "text": "  "}), 400, "text: empty"),
+        (
+            json!({"client_id": "c", "text": long}),
+            413,
+            "text: longer than 2000 characters",
+        ),
+        (json!({"client_id": "c c", "text": "hi"}), 400, "client_id"),
+        (
+            json!({"client_id": "c", "text": "a\u{0}b"}),
+            400,
+            "text: control characters",
+        ),
+    ] {
+        let (status, got, _) = post(&app, "messages", Some(&token), None, body).await;
+        assert_eq!(status, want, "{got}");
+        assert!(
+            got["message"].as_str().unwrap_or("").starts_with(says),
+            "{got}"
+        );
+    }
+    assert!(app.stored("demo-web").await.is_empty(), "nothing stored");
+}
