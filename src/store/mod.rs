@@ -22,6 +22,7 @@ pub mod sessions;
 pub mod setup;
 pub mod surveys;
 pub mod tickets;
+pub mod widget_login;
 pub mod workbench;
 
 use std::path::Path;
