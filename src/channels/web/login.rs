@@ -240,6 +240,31 @@ mod tests {
             ..c.clone()
         };
         assert_eq!(sign(&again, SECRET), token);
+        // The test vector printed in the docs.
+        assert_eq!(
+            token,
+            "v1.eyJ1aWQiOiJ1LTQyIiwibmFtZSI6IkFubiIsImV4cCI6MTc5NjAwMDMwMCwibm9uY2UiOiJuLTAxMjM0NTY3ODlhYmNkZWYifQ.arq_xRFRlE3s2yZG6UlkMWqU3QkLb1XCthlBh_Yr3B8"
+        );
+    }
+
+    #[test]
+    fn tokens_from_the_docs_python_and_node_examples_verify() {
+        // Printed by the examples in docs/widget-login.md with SECRET, uid
+        // "u-42" and name "王小明": Python escapes it, Node writes UTF-8,
+        // both put name last.
+        let python = "v1.eyJ1aWQiOiJ1LTQyIiwiZXhwIjoxNzk2NjQ4MTg0LCJub25jZSI6Im5lUTBXN2tsZGVMQ293bFIxWmdxaGciLCJuYW1lIjoiXHU3MzhiXHU1YzBmXHU2NjBlIn0.SdTGTn9wqgcFqB_ZQIEmmdzfG0iGxi6Kb6Ilic9lUQU";
+        let node = "v1.eyJ1aWQiOiJ1LTQyIiwiZXhwIjoxNzk2NjQ4MTg0LCJub25jZSI6IjdGRkFjRHp0ZzFKTXF3b24teVp2bnciLCJuYW1lIjoi546L5bCP5piOIn0.TYeQrBUSKxV8MERPLiqrH4IaupSxRH8-MkpE00EWhkM";
+        let then = DateTime::from_timestamp(1_796_648_184 - 300, 0).unwrap();
+        for (token, nonce) in [
+            (python, "neQ0W7kldeLCowlR1Zgqhg"),
+            (node, "7FFAcDztg1JMqwon-yZvnw"),
+        ] {
+            let c = verify(token, SECRET, then).unwrap();
+            assert_eq!(c.user_id, "u-42");
+            assert_eq!(c.name.as_deref(), Some("王小明"));
+            assert_eq!(c.expires_at.timestamp(), 1_796_648_184);
+            assert_eq!(c.nonce, nonce);
+        }
     }
 
     #[test]
