@@ -15,6 +15,7 @@ mod m20261207_000009_crm;
 mod m20261207_000010_console;
 mod m20261207_000011_console_access;
 mod m20261207_000012_search;
+mod m20261207_000013_widget_login;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000010_console::Migration),
             Box::new(m20261207_000011_console_access::Migration),
             Box::new(m20261207_000012_search::Migration),
+            Box::new(m20261207_000013_widget_login::Migration),
         ]
     }
 }

@@ -23,6 +23,7 @@ pub mod setup;
 pub mod surveys;
 pub mod tickets;
 pub mod widget;
+pub mod widget_login;
 pub mod workbench;
 
 use std::path::Path;

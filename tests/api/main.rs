@@ -35,4 +35,5 @@ mod transfer;
 mod unionid;
 mod wecom;
 mod widget;
+mod widget_login;
 mod workbench;
