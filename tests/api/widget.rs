@@ -340,3 +340,146 @@ async fn only_the_site_s_pages_may_use_it_and_bad_input_is_refused() {
     }
     assert!(app.stored("demo-web").await.is_empty(), "nothing stored");
 }
+
+/// The site's signed token for a logged-in user (docs/widget-login.md).
+fn login_token(uid: &str, secret: &str, nonce: &str, valid_for: chrono::Duration) -> String {
+    kefu::channels::web::login::sign(
+        &kefu::channels::web::login::LoginClaims {
+            user_id: uid.into(),
+            name: Some("张三".into()),
+            expires_at: chrono::Utc::now() + valid_for,
+            nonce: nonce.into(),
+        },
+        secret.as_bytes(),
+    )
+}
+
+#[tokio::test]
+async fn a_signed_in_user_reaches_their_dedicated_agent_and_bad_tokens_leave_a_guest() {
+    use kefu::ids::CustomerId;
+    use sea_orm::TransactionTrait as _;
+    const SECRET: &str = "site-secret-0123456789-abcdefghijkl";
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.sites[0].login_secret = Some(kefu::config::Secret::new(SECRET));
+    })
+    .await;
+    let _other = staff(&app, "oscar", Role::Agent, AgentStatus::Idle).await;
+    let dora = staff(&app, "dora", Role::Agent, AgentStatus::Idle).await;
+    // The CRM knows user u-100 as 张三, bound to dora.
+    let txn = app.state.store.writer().begin().await.unwrap();
+    let crm = kefu::store::crm::upsert_customer(
+        &txn,
+        &kefu::store::crm::CustomerRow {
+            crm_id: "u-100".into(),
+            name: Some("张三 (CRM)".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .id;
+    txn.commit().await.unwrap();
+    app.state.store.bind_if_unbound(crm, dora).await.unwrap();
+    crate::desk::reload(&app).await;
+
+    // As a guest first, writing once.
+    let guest = new_visitor(&app).await;
+    let (_, sent, _) = post(
+        &app,
+        "messages",
+        Some(&guest),
+        None,
+        json!({"client_id": "g-1", "text": "在吗"}),
+    )
+    .await;
+    let guest_message = sent["message"]["id"].as_i64().unwrap();
+
+    let day = chrono::Duration::hours(1);
+    let good = login_token("u-100", SECRET, "nonce-0000000000000001", day);
+    let (status, body, _) = post(
+        &app,
+        "session",
+        None,
+        None,
+        json!({"key": KEY, "visitor": guest, "login": good}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["login"], "accepted", "{body}");
+    assert_eq!(body["user"]["id"], "u-100");
+    let token = body["visitor"].as_str().unwrap().to_owned();
+    assert_eq!(token, guest, "the guest's visitor is now the user's");
+    // Their guest message joined their CRM customer's history.
+    let m = app
+        .state
+        .store
+        .message(kefu::ids::MessageId(guest_message))
+        .await
+        .unwrap();
+    assert_eq!(m.customer_id.map(CustomerId), Some(crm));
+    assert_eq!(body["messages"][0]["text"], "在吗");
+
+    let mut bus = app.state.bus.subscribe();
+    let (status, _, _) = post(&app, "handoff", Some(&token), None, json!({})).await;
+    assert_eq!(status, 200);
+    let assigned = changed(&mut bus, |c| c.state == "assigned").await;
+    assert_eq!(assigned.agent, Some(dora), "their dedicated agent");
+    assert_eq!(assigned.customer, crm);
+
+    // Replayed, forged, expired, and too long-lived tokens: a guest, and
+    // never the user's conversation.
+    let forged = login_token(
+        "u-100",
+        "another-secret-0123456789-abcdefgh",
+        "nonce-0000000000000002",
+        day,
+    );
+    let expired = login_token(
+        "u-100",
+        SECRET,
+        "nonce-0000000000000003",
+        chrono::Duration::seconds(-5),
+    );
+    let too_long = login_token(
+        "u-100",
+        SECRET,
+        "nonce-0000000000000004",
+        chrono::Duration::days(3),
+    );
+    for (bad, says) in [
+        (
+            login_token("u-100", SECRET, "nonce-0000000000000001", day),
+            "replayed",
+        ),
+        (forged, "signature"),
+        (expired, "expired"),
+        (too_long, "24 hours"),
+    ] {
+        let (status, body, _) = post(
+            &app,
+            "session",
+            None,
+            None,
+            json!({"key": KEY, "visitor": token, "login": bad}),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let reason = body["login"]["refused"].as_str().unwrap_or_default();
+        assert!(reason.contains(says), "{says}: {body}");
+        assert_eq!(body["user"], Value::Null);
+        assert_ne!(body["visitor"], token.as_str(), "a new guest");
+        assert_eq!(body["messages"], json!([]), "{body}");
+    }
+    // Without a login token (signed out on the site) the browser's visitor
+    // is not the user's any more either.
+    let (_, body, _) = post(
+        &app,
+        "session",
+        None,
+        None,
+        json!({"key": KEY, "visitor": token}),
+    )
+    .await;
+    assert_ne!(body["visitor"], token.as_str());
+    assert_eq!(body["messages"], json!([]));
+}

@@ -261,6 +261,100 @@ async fn conversation_json(
 struct SessionRequest {
     key: String,
     visitor: Option<String>,
+    /// The site's signed token for its logged-in user (docs/widget-login.md).
+    login: Option<String>,
+}
+
+/// A signed-in user of the site, recognised: their CRM customer now owns
+/// the visitor (a guest conversation they had joins their history).
+#[derive(Debug)]
+struct LoggedIn {
+    user_id: String,
+    name: Option<String>,
+    /// The visitor token to use from now on (new when the browser's
+    /// visitor belonged to another signed-in user).
+    token: String,
+}
+
+/// Checks the site's login token and links the visitor to the CRM customer
+/// it names. `Err(reason)`: refused, the visitor stays a guest.
+async fn log_in(
+    state: &AppState,
+    site: &Site,
+    token: &str,
+    login: &str,
+) -> Result<LoggedIn, String> {
+    use crate::store::crm::{CustomerRow, customer_ids, upsert_customer};
+    use sea_orm::TransactionTrait as _;
+    let secret = site
+        .login_secret
+        .as_ref()
+        .ok_or("the site has no login_secret configured")?;
+    let claims = super::login::verify(login, secret.expose().as_bytes(), Utc::now())
+        .map_err(|e| e.to_string())?;
+    let fresh = state
+        .store
+        .claim_login_nonce(site.id.as_str(), &claims.nonce, claims.expires_at)
+        .await
+        .map_err(|e| format!("not checked: {e}"))?;
+    if !fresh {
+        return Err("the login token was used before (replayed)".into());
+    }
+    let known = customer_ids(state.store.conn(), std::slice::from_ref(&claims.user_id))
+        .await
+        .map_err(|e| format!("not checked: {e}"))?;
+    let mut token = token.to_owned();
+    for attempt in 0..2 {
+        let Some((_, visitor)) = parse_token(&token) else {
+            return Err("bad visitor token".into());
+        };
+        let row = CustomerRow {
+            crm_id: claims.user_id.clone(),
+            // The CRM's name wins over the site's, once the CRM has one.
+            name: claims.name.clone().filter(|_| known.is_empty()),
+            identities: vec![(
+                IdentityKind::WebVisitor.as_str(),
+                site.id.to_string(),
+                visitor,
+            )],
+            ..CustomerRow::default()
+        };
+        let txn = state
+            .store
+            .writer()
+            .begin()
+            .await
+            .map_err(|e| e.to_string())?;
+        match upsert_customer(&txn, &row).await {
+            Ok(up) => {
+                txn.commit().await.map_err(|e| e.to_string())?;
+                if !up.merged.is_empty() {
+                    // Every instance forgets whose the visitor was.
+                    state.pipeline.forget_customers();
+                    state.bus.publish(crate::bus::Event::CustomersMerged {
+                        removed: up.merged.clone(),
+                        identities: Vec::new(),
+                    });
+                    if let Err(e) = state.router.reload(&state.store).await {
+                        tracing::warn!(error = %e, "router not reloaded after a visitor signed in");
+                    }
+                }
+                return Ok(LoggedIn {
+                    user_id: claims.user_id,
+                    name: claims.name,
+                    token,
+                });
+            }
+            // This browser's visitor is another signed-in user's: this
+            // user gets a visitor of their own.
+            Err(crate::store::StoreError::Duplicate) if attempt == 0 => {
+                let _ = txn.rollback().await;
+                token = new_token(&site.id);
+            }
+            Err(e) => return Err(format!("not linked: {e}")),
+        }
+    }
+    Err("not linked".into())
 }
 
 /// Starts or resumes a visitor.
@@ -282,7 +376,7 @@ async fn session(
             .as_deref()
             .and_then(|t| visitor_of(&state, t).map(|v| (t.to_owned(), v)))
             .filter(|(_, v)| v.site.id == site.id);
-        let (token, visitor) = match resumed {
+        let (mut token, mut visitor) = match resumed {
             Some(found) => found,
             None => {
                 let t = new_token(&site.id);
@@ -291,6 +385,37 @@ async fn session(
                 (t, v)
             }
         };
+        let mut user = Value::Null;
+        let mut login = Value::Null;
+        if let Some(signed) = body.login.as_deref() {
+            match log_in(&state, &site, &token, signed).await {
+                Ok(l) => {
+                    if l.token != token {
+                        visitor = visitor_of(&state, &l.token).ok_or_else(|| {
+                            ApiError::internal("a new visitor token did not parse")
+                        })?;
+                        token = l.token;
+                    }
+                    user = json!({"id": l.user_id, "name": l.name});
+                    login = json!("accepted");
+                }
+                Err(reason) => {
+                    tracing::info!(site = %site.id, %reason, "a visitor's login token was refused; they stay a guest");
+                    login = json!({"refused": reason});
+                }
+            }
+        }
+        // A visitor of a signed-in user is theirs only while the site says
+        // so: without an accepted login token (signed out, someone else at
+        // the same browser, a bad token) the page starts again as a guest.
+        if login != "accepted"
+            && let Some(c) = known_customer(&state, &visitor).await?
+            && state.store.customer(c).await?.crm_id.is_some()
+        {
+            token = new_token(&site.id);
+            visitor = visitor_of(&state, &token)
+                .ok_or_else(|| ApiError::internal("a new visitor token did not parse"))?;
+        }
         let (conversation, messages) = match known_customer(&state, &visitor).await? {
             Some(c) => {
                 let list = state
@@ -307,6 +432,8 @@ async fn session(
         Ok(HttpResponse::Ok().json(json!({
             "visitor": token,
             "site": {"id": site.id, "name": site.name},
+            "user": user,
+            "login": login,
             "conversation": conversation,
             "messages": messages,
         })))
