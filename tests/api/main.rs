@@ -34,4 +34,5 @@ mod timeouts;
 mod transfer;
 mod unionid;
 mod wecom;
+mod widget_page;
 mod workbench;
