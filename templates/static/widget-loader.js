@@ -43,6 +43,7 @@
   let panel;
   let closer;
   let frame = null;
+  let frameReady = false; // the chat page has said it listens
   let isOpen = false;
   let unread = 0;
 
@@ -142,17 +143,17 @@
     frame.title = T.open;
     frame.src = ORIGIN + '/widget/chat?key=' + encodeURIComponent(KEY) + (EN ? '&lang=en' : '');
     css(frame, Object.assign({}, RESET, { display: 'block', width: '100%', height: '100%', background: '#f4f5f7' }));
-    frame.addEventListener('load', hello);
     panel.append(frame);
   }
 
   function tell(msg) {
-    if (frame && frame.contentWindow) frame.contentWindow.postMessage(msg, ORIGIN);
+    if (frameReady && frame.contentWindow) frame.contentWindow.postMessage(msg, ORIGIN);
   }
 
-  // To the frame, once it is ready: the signed-in user's token and whether
-  // it is on screen.
+  // To the frame, once its script has loaded and asked: the signed-in
+  // user's token and whether it is on screen.
   function hello() {
+    frameReady = true;
     tell({ kefu: 'init', login: TOKEN, open: isOpen });
   }
 

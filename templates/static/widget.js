@@ -421,6 +421,7 @@
       const meta = el('div', 'meta');
       const who = me ? T.you : e.from === 'robot' ? T.robot : e.agent_name || T.agent;
       meta.append(el('span', me ? 'who sr-only' : 'who', who));
+      meta.append(' ');
       const time = el('time', null, new Date(e.sent_at).toLocaleTimeString(LOCALE, { hour: '2-digit', minute: '2-digit' }));
       time.dateTime = e.sent_at;
       meta.append(time);
@@ -551,7 +552,9 @@
         notice('');
         body.dataset.conn = 'ws';
       };
-      ws.onmessage = (ev) => RT.frame(ev.data);
+      ws.onmessage = (ev) => {
+        if (RT.ws === ws) RT.frame(ev.data);
+      };
       ws.onclose = () => {
         if (RT.ws !== ws) return; // replaced on purpose
         RT.ws = null;
@@ -600,11 +603,12 @@
         RT.pollAbort = ctl;
         // Kefu answers within 25 s; a proxy that holds on longer is cut.
         const cut = setTimeout(() => ctl.abort(), 40000);
+        const visitor = S.visitor;
         try {
           const d = await api('GET', '/widget/api/poll?after=' + S.lastId, undefined, ctl.signal);
           backoff = 1000;
           notice('');
-          if (d) {
+          if (d && S.visitor === visitor) {
             let mine = false;
             for (const m of d.messages || []) {
               merge(m);
@@ -646,8 +650,9 @@
       RT.connect();
     },
 
-    // A new visitor token: the socket follows the new visitor.
+    // A new visitor token: the socket or the poll follows the new visitor.
     restart() {
+      if (RT.pollAbort) RT.pollAbort.abort(); // the loop asks again, as the new visitor
       if (!RT.ws) return;
       const ws = RT.ws;
       RT.ws = null;
