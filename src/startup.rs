@@ -395,6 +395,7 @@ fn http_server(state: AppState, listener: TcpListener) -> Result<Server, StartEr
             .configure(|c| crate::crm::routes(c, crm_limit))
             .configure(crate::console::routes)
             .configure(crate::media::routes)
+            .configure(crate::channels::web::page::routes)
     })
     .listen(listener)
     .map_err(|source| StartError::Bind {

@@ -36,4 +36,5 @@ mod unionid;
 mod wecom;
 mod widget;
 mod widget_login;
+mod widget_page;
 mod workbench;
