@@ -151,7 +151,7 @@ impl Application {
         hub.start(&bus, &mut workers);
         let search = crate::search::SearchIndex::new(store.clone());
         search.start(&mut workers);
-        let widget = crate::channels::web::WidgetHub::new(store.clone());
+        let widget = crate::channels::web::WidgetHub::new(store.clone(), &settings.widget);
         widget.start(&bus, &mut workers);
         let crm_webhook = crate::crm::webhook::Webhook::default();
         crm_webhook.start(

@@ -670,6 +670,11 @@ impl Settings {
                 message,
             })
         };
+        if let Err(e) =
+            crate::channels::web::client_ip::TrustedProxies::new(&self.widget.trusted_proxies)
+        {
+            bad("widget.trusted_proxies", e.to_string());
+        }
         let db = self.database.url.expose();
         if !(db.starts_with("sqlite:")
             || db.starts_with("postgres://")

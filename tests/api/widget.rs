@@ -483,3 +483,100 @@ async fn a_signed_in_user_reaches_their_dedicated_agent_and_bad_tokens_leave_a_g
     assert_ne!(body["visitor"], token.as_str());
     assert_eq!(body["messages"], json!([]));
 }
+
+#[tokio::test]
+async fn rate_limits_per_visitor_and_per_address_behind_trusted_proxies() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.widget.visitor_messages_per_minute = 3;
+        s.widget.ip_sessions_per_minute = 2;
+        s.widget.trusted_proxies = vec!["127.0.0.1".into()];
+    })
+    .await;
+    // New chats per address: the proxy's X-Forwarded-For names it.
+    let session_from = |ip: &'static str| {
+        let app = &app;
+        async move {
+            app.client
+                .post(format!("{}/widget/api/session", app.address))
+                .header("x-forwarded-for", format!("9.9.9.9, {ip}"))
+                .json(&json!({"key": KEY}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(session_from("1.2.3.4").await.status(), 200);
+    let token = session_from("1.2.3.4").await.json::<Value>().await.unwrap()["visitor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let third = session_from("1.2.3.4").await;
+    assert_eq!(third.status(), 429);
+    assert!(third.headers().contains_key("retry-after"));
+    assert_eq!(
+        session_from("5.6.7.8").await.status(),
+        200,
+        "another address"
+    );
+
+    // Messages per visitor; a retry of a stored one is free.
+    for i in 0..3 {
+        let (status, body, _) = post(
+            &app,
+            "messages",
+            Some(&token),
+            None,
+            json!({"client_id": format!("m-{i}"), "text": "hi"}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body, headers) = post(
+        &app,
+        "messages",
+        Some(&token),
+        None,
+        json!({"client_id": "m-3", "text": "hi"}),
+    )
+    .await;
+    assert_eq!(status, 429, "{body}");
+    assert!(headers.contains_key("retry-after"));
+    let (status, _, _) = post(
+        &app,
+        "messages",
+        Some(&token),
+        None,
+        json!({"client_id": "m-0", "text": "hi"}),
+    )
+    .await;
+    assert_eq!(status, 200, "a retry of a stored message");
+    assert_eq!(app.stored("demo-web").await.len(), 3);
+}
+
+#[test]
+fn a_bad_trusted_proxy_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = crate::helpers::repo_config_dir();
+    for entry in ["kefu.toml", "accounts", "sites"] {
+        let to = dir.path().join(entry);
+        if entry.ends_with(".toml") {
+            let text = std::fs::read_to_string(src.join(entry)).unwrap();
+            std::fs::write(
+                &to,
+                format!("{text}\n[widget]\ntrusted_proxies = [\"10.0.0.0/33\"]\n"),
+            )
+            .unwrap();
+        } else {
+            std::fs::create_dir(&to).unwrap();
+            for f in std::fs::read_dir(src.join(entry)).unwrap() {
+                let f = f.unwrap().path();
+                std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    let err = kefu::config::Settings::load(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("widget.trusted_proxies"), "{err}");
+    assert!(err.contains("10.0.0.0/33"), "{err}");
+}

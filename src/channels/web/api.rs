@@ -215,7 +215,7 @@ async fn customer_of(
     let customer = CustomerId(identity.customer_id);
     // Made just now: a newcomer, whose region routing wants.
     if identity.created_at >= Utc::now() - chrono::Duration::seconds(5)
-        && let Some(ip) = client_ip(req)
+        && let Some(ip) = client_ip(state, req)
         && let Some(city) = state
             .regions
             .resolve(ip)
@@ -238,10 +238,36 @@ async fn known_customer(state: &AppState, v: &Visitor) -> Result<Option<Customer
         .map(|i| CustomerId(i.customer_id)))
 }
 
-/// The visitor's address: the peer's (trusted proxies come with
-/// `[widget] trusted_proxies`).
-fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
-    req.peer_addr().map(|a| a.ip())
+/// The visitor's address: the peer's, or behind `[widget]
+/// trusted_proxies` the one they forwarded for.
+fn client_ip(state: &AppState, req: &HttpRequest) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    let forwarded: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|h| h.to_str().ok())
+        .collect();
+    let joined = forwarded.join(",");
+    Some(
+        state
+            .widget
+            .guards()
+            .proxies
+            .client_ip(peer, (!joined.is_empty()).then_some(joined.as_str())),
+    )
+}
+
+/// Too many requests: a 429 saying when to come back.
+fn limited(retry: Duration, what: &str) -> HttpResponse {
+    let secs = super::limits::retry_after_secs(retry);
+    let mut res = actix_web::ResponseError::error_response(&ApiError::new(
+        Code::TooManyRequests,
+        format!("{what}: too many, try again in {secs} s"),
+    ));
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    res
 }
 
 async fn conversation_json(
@@ -379,6 +405,10 @@ async fn session(
         let (mut token, mut visitor) = match resumed {
             Some(found) => found,
             None => {
+                let ip = client_ip(&state, &req).map(|i| i.to_string()).unwrap_or_default();
+                if let Err(retry) = state.widget.guards().sessions.check(&ip).await {
+                    return Ok(limited(retry, "new chats from this address"));
+                }
                 let t = new_token(&site.id);
                 let v = visitor_of(&state, &t)
                     .ok_or_else(|| ApiError::internal("a new visitor token did not parse"))?;
@@ -481,6 +511,17 @@ async fn send(
             return Err(ApiError::new(Code::BadRequest, "text: control characters"));
         }
         let client_id = checked_client_id(&body.client_id)?;
+        // A repeat of a stored message (a retry) costs nothing.
+        let key = format!("w:{}:{client_id}", visitor.id);
+        if state
+            .store
+            .message_by_key(&visitor.site.id, &key)
+            .await?
+            .is_none()
+            && let Err(retry) = state.widget.guards().messages.check(&visitor.id).await
+        {
+            return Ok(limited(retry, "messages"));
+        }
         let (message, conversation) = store_text(&state, &req, &visitor, &client_id, text).await?;
         Ok(HttpResponse::Ok().json(json!({"message": message, "conversation": conversation})))
     }
@@ -569,6 +610,9 @@ async fn handoff(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
         Err(e) => return answer(Err(e), None),
     };
     let result = async {
+        if let Err(retry) = state.widget.guards().messages.check(&visitor.id).await {
+            return Ok(limited(retry, "messages"));
+        }
         let id = format!("handoff-{}", uuid::Uuid::new_v4().simple());
         let (message, conversation) = store_text(&state, &req, &visitor, &id, "转人工").await?;
         Ok(HttpResponse::Ok().json(json!({"message": message, "conversation": conversation})))

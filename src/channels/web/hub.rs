@@ -11,8 +11,11 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
+use super::client_ip::TrustedProxies;
+use super::limits::RateLimiter;
 use super::view::{self, Names};
 use crate::bus::{Bus, Event};
+use crate::config::WidgetSettings;
 use crate::ids::CustomerId;
 use crate::store::Store;
 use crate::workers::Workers;
@@ -33,21 +36,53 @@ struct Core {
     queued: HashSet<CustomerId>,
 }
 
+/// What keeps visitors honest: whose `X-Forwarded-For` is believed, and
+/// the rate limits.
+#[derive(Clone)]
+pub struct Guards {
+    pub proxies: TrustedProxies,
+    /// Messages per visitor.
+    pub messages: RateLimiter,
+    /// Sessions started per IP address.
+    pub sessions: RateLimiter,
+}
+
+impl Guards {
+    /// From `[widget]` (checked when the configuration was read).
+    pub fn new(s: &WidgetSettings) -> Self {
+        Self {
+            proxies: TrustedProxies::new(&s.trusted_proxies).unwrap_or_default(),
+            messages: RateLimiter::new(
+                s.visitor_messages_per_minute,
+                s.visitor_messages_per_minute,
+                100_000,
+            ),
+            sessions: RateLimiter::new(s.ip_sessions_per_minute, s.ip_sessions_per_minute, 100_000),
+        }
+    }
+}
+
 /// The widget's realtime hub, cheap to clone.
 #[derive(Clone)]
 pub struct WidgetHub {
     core: Arc<Mutex<Core>>,
     store: Store,
     names: Names,
+    guards: Guards,
 }
 
 impl WidgetHub {
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: Store, settings: &WidgetSettings) -> Self {
         Self {
             core: Arc::default(),
             names: Names::new(store.clone()),
             store,
+            guards: Guards::new(settings),
         }
+    }
+
+    pub fn guards(&self) -> &Guards {
+        &self.guards
     }
 
     fn core(&self) -> MutexGuard<'_, Core> {
