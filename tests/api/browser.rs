@@ -14,8 +14,12 @@
 //! a hit's place in the customer's history.
 //! An admin creates a user, a city group and a shared quick reply, and
 //! sees the accounts' callback URLs.
+//! A customer on the company's website (a page of another origin that
+//! embeds the widget's loader) chats with the robot's page, asks for a
+//! person, and exchanges messages with the agent whose console is open in
+//! a second browser.
 //! `KEFU_SCREENSHOTS=1` also writes `docs/screenshots/workbench.png`,
-//! `board.png`, `search.png` and `admin.png`.
+//! `board.png`, `search.png`, `admin.png` and `widget.png`.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -782,4 +786,163 @@ async fn a_supervisor_searches_the_history_in_the_browser() {
     page.until("the later message", &has_text("#context .cmsg", "行驶证"))
         .await;
     page.screenshot("search.png").await;
+}
+
+/// A company's page on its own origin, embedding the widget's loader from
+/// Kefu: a plain HTTP server answering every request with the page.
+async fn host_page(listener: std::net::TcpListener, kefu: String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let body = format!(
+        "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>车商城</title></head>\
+         <body><h1>二手车，放心买卖</h1>\
+         <script src=\"{kefu}/widget.js\" data-key=\"pk_demo_web_example_key\" async></script></body></html>"
+    );
+    listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut got = 0;
+                while !buf[..got].windows(4).any(|w| w == b"\r\n\r\n") && got < buf.len() {
+                    match conn.read(&mut buf[got..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got += n,
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(head.as_bytes()).await;
+                let _ = conn.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+}
+
+#[tokio::test]
+async fn a_website_visitor_chats_with_an_agent_in_the_browser() {
+    let host = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host_origin = format!("http://127.0.0.1:{}", host.local_addr().unwrap().port());
+    let origin = host_origin.clone();
+    let app = spawn_app_with(move |s| {
+        s.routing.queue_sweep_secs = 3600;
+        s.routing.reconcile_secs = 3600;
+        s.sites[0].allowed_origins = vec![origin];
+    })
+    .await;
+    host_page(host, app.address.clone()).await;
+    let wendy = staff(&app, "wendy", Role::Agent, AgentStatus::Idle).await;
+    let mut rx = app.state.bus.subscribe();
+
+    // The agent's console in one browser…
+    let agent = Page::open().await;
+    agent.sign_in(&app, "wendy", AGENT_PW).await;
+    agent
+        .goto(&format!("{}/lang/zh?next=/workbench", app.address))
+        .await;
+    agent
+        .until(
+            "the socket is open",
+            "return document.getElementById('conn').className === 'conn ok';",
+        )
+        .await;
+
+    // …the customer on the company's website in another.
+    let visitor = Page::open().await;
+    visitor.goto(&host_origin).await;
+    visitor
+        .until(
+            "the chat bubble",
+            "return !!document.getElementById('kefu-widget-bubble');",
+        )
+        .await;
+    visitor.click("#kefu-widget-bubble").await;
+    let frame = visitor.find("#kefu-widget-frame").await;
+    visitor
+        .call(
+            reqwest::Method::POST,
+            "/frame",
+            Some(json!({"id": {ELEMENT: frame}})),
+        )
+        .await;
+    visitor
+        .until(
+            "the chat has started",
+            "return document.body.dataset.ready === 'true';",
+        )
+        .await;
+    visitor
+        .type_in("[data-test=composer]", "你好，我想问问卖车流程")
+        .await;
+    visitor.click("[data-test=send]").await;
+    visitor
+        .until(
+            "the message is stored",
+            "return [...document.querySelectorAll('[data-test=message][data-from=customer]')]\
+             .some(e => e.textContent.includes('卖车流程') && !e.dataset.state);",
+        )
+        .await;
+    // Robot first; the visitor asks for a person.
+    visitor.click("[data-test=handoff]").await;
+    let assigned = changed(&mut rx, |c| c.state == "assigned").await;
+    assert_eq!(assigned.agent, Some(wendy));
+    visitor
+        .until(
+            "the agent's name is shown",
+            &has_text("[data-test=status]", "wendy 名字"),
+        )
+        .await;
+
+    // The agent sees the web customer, with the 网页 badge, and answers.
+    agent
+        .until(
+            "the conversation is listed",
+            &has_text("#convs li.conv", "网页"),
+        )
+        .await;
+    agent.click("#convs li.conv").await;
+    agent
+        .until("its messages", &has_text("#messages .msg.in", "卖车流程"))
+        .await;
+    agent
+        .type_in("#text", "您好，我是 wendy，卖车只需三步")
+        .await;
+    agent.click("#send").await;
+    visitor
+        .until(
+            "the agent's answer arrives",
+            "return [...document.querySelectorAll('[data-test=message][data-from=agent]')]\
+             .some(e => e.textContent.includes('卖车只需三步'));",
+        )
+        .await;
+    agent
+        .until(
+            "shown as sent",
+            &has_text("#messages .msg.out .status", "已发送"),
+        )
+        .await;
+    assert!(
+        app.fake.requests_to("message/custom/send").is_empty(),
+        "nothing went to WeChat"
+    );
+    visitor.screenshot("widget.png").await;
+
+    // Hostile text from the agent's side stays text in the widget too.
+    agent
+        .type_in("#text", "<img src=x onerror=\"window.__pwned=1\">")
+        .await;
+    agent.click("#send").await;
+    visitor
+        .until(
+            "shown as text",
+            &has_text("[data-test=message][data-from=agent]", "<img src=x onerror"),
+        )
+        .await;
+    assert_eq!(
+        visitor.js("return window.__pwned === undefined && !document.querySelector('[data-test=messages] img');").await,
+        json!(true)
+    );
 }
