@@ -6,6 +6,7 @@
 //! public_key = "pk_demo_web_…"            # in the <script> tag: public, 16–64 of [A-Za-z0-9_-]
 //! allowed_origins = ["https://www.example.com"]   # pages that may embed the widget
 //! login_secret = "…"                      # optional: HMAC key of the site's logged-in users' tokens
+//! leave_message_required = ["phone", "message"]   # the leave-a-message form's required fields
 //! ```
 
 use std::collections::HashSet;
@@ -28,8 +29,14 @@ pub struct Site {
     /// Verifies the site's signed tokens for its logged-in users; without
     /// it every visitor is a guest.
     pub login_secret: Option<Secret>,
+    /// Fields the leave-a-message form requires (of `name`, `phone`,
+    /// `message`).
+    pub leave_message_required: Vec<String>,
     pub file: PathBuf,
 }
+
+/// The leave-a-message form's fields.
+pub const LEAVE_MESSAGE_FIELDS: [&str; 3] = ["name", "phone", "message"];
 
 impl Site {
     /// Whether a browser page of `origin` may use the widget.
@@ -48,6 +55,7 @@ struct SiteFile {
     #[serde(default)]
     allowed_origins: Vec<String>,
     login_secret: Option<String>,
+    leave_message_required: Option<Vec<String>>,
 }
 
 /// Reads every `*.toml` of `dir` (a missing folder: no sites), sorted by name.
@@ -176,6 +184,18 @@ pub fn parse(file: &Path, text: &str) -> Result<Site, Vec<ConfigProblem>> {
         Some(s) => Some(Secret::new(s)),
         None => None,
     };
+    let required = raw
+        .leave_message_required
+        .unwrap_or_else(|| vec!["phone".into(), "message".into()]);
+    for f in &required {
+        if !LEAVE_MESSAGE_FIELDS.contains(&f.as_str()) {
+            problems.push(problem(
+                file,
+                Some("leave_message_required"),
+                format!("{f:?} is not a field; use \"name\", \"phone\" or \"message\""),
+            ));
+        }
+    }
     match (id, problems.is_empty()) {
         (Some(id), true) => Ok(Site {
             id,
@@ -183,6 +203,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Site, Vec<ConfigProblem>> {
             public_key: raw.public_key,
             allowed_origins: origins,
             login_secret,
+            leave_message_required: required,
             file: file.to_owned(),
         }),
         _ => Err(problems),

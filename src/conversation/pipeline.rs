@@ -434,7 +434,7 @@ impl Pipeline {
         };
         if msg.direction != Direction::In.as_str()
             || msg.sender.is_empty()
-            || (msg.msg_type == "event" && self.menu_key(&msg).is_none())
+            || (msg.msg_type == "event" && self.menu_key(&msg).is_none() && !widget_handoff(&msg))
         {
             return Ok(None);
         }
@@ -606,6 +606,11 @@ impl Pipeline {
     /// the customer's region first (routing reads it).
     async fn trigger_of(&self, p: &Prepared) -> Result<Trigger, PipelineError> {
         let text = p.msg.content.as_deref().unwrap_or_default();
+        if widget_handoff(&p.msg) {
+            return Ok(Trigger::HumanRequested {
+                via: HandoffVia::WidgetButton,
+            });
+        }
         if let Some(key) = self.menu_key(&p.msg) {
             if self.settings.handoff_menu_keys.iter().any(|k| k == key) {
                 return Ok(Trigger::HumanRequested {
@@ -637,7 +642,7 @@ impl Pipeline {
     }
 
     /// The key of an Official Account menu click (`CLICK <key>`), if the
-    /// message is one.
+    /// message is one (see also [`widget_handoff`]).
     fn menu_key<'m>(&self, msg: &'m messages::Model) -> Option<&'m str> {
         if msg.msg_type != "event" {
             return None;
@@ -686,3 +691,14 @@ impl Pipeline {
         });
     }
 }
+
+/// The web widget's "talk to a person" button, stored as an event
+/// ([`crate::channels::web`]).
+fn widget_handoff(msg: &messages::Model) -> bool {
+    msg.channel == Channel::Web.as_str()
+        && msg.msg_type == "event"
+        && msg.content.as_deref() == Some(WIDGET_HANDOFF)
+}
+
+/// The content of the widget button's event.
+pub const WIDGET_HANDOFF: &str = "HANDOFF";

@@ -68,6 +68,27 @@ impl Store {
     }
 }
 
+impl Store {
+    /// A phone number the customer left, kept when they have none yet.
+    pub async fn phone_if_unset(
+        &self,
+        customer: CustomerId,
+        phone: &str,
+    ) -> Result<(), StoreError> {
+        use sea_orm::sea_query::Expr;
+        super::entities::customers::Entity::update_many()
+            .col_expr(
+                super::entities::customers::Column::Phone,
+                Expr::value(phone),
+            )
+            .filter(super::entities::customers::Column::Id.eq(customer.0))
+            .filter(super::entities::customers::Column::Phone.is_null())
+            .exec(self.writer())
+            .await?;
+        Ok(())
+    }
+}
+
 /// Messages to and from the customer on the site that the customer saw.
 fn visible(customer: CustomerId, site: &AccountId) -> sea_orm::Select<messages::Entity> {
     messages::Entity::find()

@@ -7,6 +7,17 @@
   // Every string of the page, Chinese and English side by side.
   const STRINGS = {
     handoff: ['转人工', 'Talk to a person'],
+    leave: ['留言', 'Leave a message'],
+    leave_title: ['现在没有客服在线', 'Nobody is available right now'],
+    leave_intro: ['请留下您的联系方式和问题，我们上班后会尽快联系您。', 'Leave your details and your question: we will get back to you as soon as we are in.'],
+    leave_name: ['称呼', 'Name'],
+    leave_phone: ['手机号', 'Phone'],
+    leave_message: ['留言内容', 'Your message'],
+    leave_required: ['（必填）', ' (required)'],
+    leave_missing: ['请填写：{fields}', 'Please fill in: {fields}'],
+    leave_submit: ['提交留言', 'Send'],
+    leave_cancel: ['取消', 'Cancel'],
+    leave_done: ['留言已收到，我们会尽快联系您', 'Thank you: we will get back to you soon'],
     messages: ['聊天记录', 'Conversation'],
     composer_label: ['输入消息', 'Your message'],
     composer_placeholder: ['请输入您的问题…', 'Type your message…'],
@@ -80,6 +91,9 @@
     connNotice: '',
     errNotice: '',
     errTimer: null,
+    // Nobody on duty: the header's button opens the leave-a-message form.
+    onDuty: true,
+    required: ['phone', 'message'],
   };
 
   function load(k) {
@@ -262,8 +276,12 @@
       S.unread = -1;
     }
     for (const m of d.messages || []) merge(m);
+    S.onDuty = d.on_duty !== false;
+    if (d.leave_message && Array.isArray(d.leave_message.required)) S.required = d.leave_message.required;
+    markRequired();
     setConversation(d.conversation);
     render(true);
+    if (!S.onDuty && !(S.conv && (S.conv.state === 'queued' || S.conv.state === 'assigned'))) showLeave(true);
     return d;
   }
 
@@ -490,7 +508,59 @@
     const line = $('status');
     line.textContent = statusText(S.conv);
     line.dataset.state = S.conv ? S.conv.state : 'none';
-    $('handoff').hidden = !!S.conv && (S.conv.state === 'queued' || S.conv.state === 'assigned');
+    const waiting = !!S.conv && (S.conv.state === 'queued' || S.conv.state === 'assigned');
+    const b = $('handoff');
+    b.hidden = waiting;
+    b.textContent = S.onDuty ? T.handoff : T.leave;
+    b.dataset.mode = S.onDuty ? 'handoff' : 'leave';
+  }
+
+  // ---- The leave-a-message form (nobody on duty).
+
+  const LEAVE_FIELDS = ['name', 'phone', 'message'];
+
+  function markRequired() {
+    for (const f of LEAVE_FIELDS) {
+      const label = $('leave-' + f).closest('label').firstElementChild;
+      label.textContent = T['leave_' + f] + (S.required.includes(f) ? T.leave_required : '');
+      $('leave-' + f).required = S.required.includes(f);
+    }
+  }
+
+  function showLeave(on) {
+    $('leave').hidden = !on;
+    $('messages').hidden = on;
+    $('leave-error').hidden = true;
+    if (on) $(S.required.includes('name') ? 'leave-name' : 'leave-phone').focus();
+  }
+
+  async function leave(ev) {
+    ev.preventDefault();
+    const form = {};
+    for (const f of LEAVE_FIELDS) form[f] = $('leave-' + f).value.trim();
+    const missing = S.required.filter((f) => !form[f]).map((f) => T['leave_' + f]);
+    const err = $('leave-error');
+    if (missing.length) {
+      err.textContent = fill(T.leave_missing, { fields: missing.join('、') });
+      err.hidden = false;
+      return;
+    }
+    const b = $('leave-submit');
+    b.disabled = true;
+    try {
+      const d = await api('POST', '/widget/api/leave-message', Object.assign({ client_id: newId() }, form));
+      if (d && d.message) merge(d.message);
+      if (d && 'conversation' in d) setConversation(d.conversation);
+      for (const f of LEAVE_FIELDS) $('leave-' + f).value = '';
+      showLeave(false);
+      render(true);
+      flash(T.leave_done);
+    } catch (e) {
+      err.textContent = e.message;
+      err.hidden = false;
+    } finally {
+      b.disabled = false;
+    }
   }
 
   // ---- Notices: the connection's (until it is back) under an error's
@@ -705,6 +775,10 @@
 
   async function handoff() {
     const b = $('handoff');
+    if (!S.onDuty) {
+      showLeave($('leave').hidden);
+      return;
+    }
     b.disabled = true;
     try {
       const d = await api('POST', '/widget/api/handoff', {});
@@ -746,6 +820,8 @@
     submit();
   });
   $('handoff').addEventListener('click', handoff);
+  $('leave').addEventListener('submit', leave);
+  $('leave-cancel').addEventListener('click', () => showLeave(false));
 
   // For tests and the curious: cut the socket (it reconnects and resumes).
   window.kefuChat = { cut: () => RT.ws && RT.ws.close() };

@@ -946,3 +946,71 @@ async fn a_website_visitor_chats_with_an_agent_in_the_browser() {
         json!(true)
     );
 }
+
+#[tokio::test]
+async fn with_nobody_on_duty_a_visitor_leaves_a_message_in_the_browser() {
+    let app = spawn_app_with(|_| {}).await;
+    let page = Page::open().await;
+    // The plain chat page, as a mobile site or an app's WebView opens it.
+    page.goto(&format!(
+        "{}/widget/chat?key=pk_demo_web_example_key",
+        app.address
+    ))
+    .await;
+    page.until(
+        "the form instead of a person",
+        "return document.body.dataset.ready === 'true' \
+         && !document.querySelector('[data-test=leave-form]').hidden;",
+    )
+    .await;
+    // Required fields are checked before anything is sent.
+    page.click("[data-test=leave-submit]").await;
+    page.until(
+        "what is missing",
+        &has_text("[data-test=leave-error]", "手机号"),
+    )
+    .await;
+    page.type_in("[data-test=leave-name]", "李先生").await;
+    page.type_in("[data-test=leave-phone]", "13800138000").await;
+    page.type_in("[data-test=leave-message]", "明天上午想来看车")
+        .await;
+    page.click("[data-test=leave-submit]").await;
+    page.until(
+        "the message is shown as sent",
+        &has_text(
+            "[data-test=message][data-from=customer]",
+            "明天上午想来看车",
+        ),
+    )
+    .await;
+    page.until(
+        "the form is closed",
+        "return document.querySelector('[data-test=leave-form]').hidden;",
+    )
+    .await;
+    // The ticket is opened before the visitor is told it was taken.
+    page.until(
+        "told the message was taken",
+        "return !!document.querySelector('[data-test=message][data-from=system]');",
+    )
+    .await;
+    let stored = app.stored("demo-web").await;
+    let m = stored
+        .iter()
+        .find(|m| {
+            m.content
+                .as_deref()
+                .is_some_and(|c| c.contains("明天上午想来看车"))
+        })
+        .expect("stored");
+    let customer = kefu::ids::CustomerId(m.customer_id.expect("linked"));
+    let tickets = app.state.store.tickets_of_customer(customer).await.unwrap();
+    assert_eq!(tickets.len(), 1);
+    assert!(
+        tickets[0].summary.contains("明天上午想来看车"),
+        "{:?}",
+        tickets[0]
+    );
+    let c = app.state.store.customer(customer).await.unwrap();
+    assert_eq!(c.phone.as_deref(), Some("13800138000"));
+}

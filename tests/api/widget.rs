@@ -189,12 +189,12 @@ async fn a_guest_talks_to_an_agent_and_back() {
         texts,
         [
             "你好，想卖车",
-            "转人工",
             "客服 wendy 名字 为您服务",
             "您好，我是 wendy"
-        ]
+        ],
+        "the button's request is not shown as a message"
     );
-    assert_eq!(back["messages"][2]["from"], "system");
+    assert_eq!(back["messages"][1]["from"], "system");
 }
 
 #[tokio::test]
@@ -383,6 +383,7 @@ async fn a_signed_in_user_reaches_their_dedicated_agent_and_bad_tokens_leave_a_g
     crate::desk::reload(&app).await;
 
     // As a guest first, writing once.
+    let mut filed = app.state.bus.subscribe();
     let guest = new_visitor(&app).await;
     let (_, sent, _) = post(
         &app,
@@ -393,6 +394,11 @@ async fn a_signed_in_user_reaches_their_dedicated_agent_and_bad_tokens_leave_a_g
     )
     .await;
     let guest_message = sent["message"]["id"].as_i64().unwrap();
+    next_event(&mut filed, |e| match e {
+        Event::MessageFiled { message, .. } if message.id.0 == guest_message => Some(()),
+        _ => None,
+    })
+    .await;
 
     let day = chrono::Duration::hours(1);
     let good = login_token("u-100", SECRET, "nonce-0000000000000001", day);
@@ -561,11 +567,12 @@ fn a_bad_trusted_proxy_is_a_configuration_error() {
         let to = dir.path().join(entry);
         if entry.ends_with(".toml") {
             let text = std::fs::read_to_string(src.join(entry)).unwrap();
-            std::fs::write(
-                &to,
-                format!("{text}\n[widget]\ntrusted_proxies = [\"10.0.0.0/33\"]\n"),
-            )
-            .unwrap();
+            let bad = text.replace(
+                "trusted_proxies = []",
+                "trusted_proxies = [\"10.0.0.0/33\"]",
+            );
+            assert_ne!(bad, text);
+            std::fs::write(&to, bad).unwrap();
         } else {
             std::fs::create_dir(&to).unwrap();
             for f in std::fs::read_dir(src.join(entry)).unwrap() {
@@ -579,4 +586,79 @@ fn a_bad_trusted_proxy_is_a_configuration_error() {
         .to_string();
     assert!(err.contains("widget.trusted_proxies"), "{err}");
     assert!(err.contains("10.0.0.0/33"), "{err}");
+}
+
+#[tokio::test]
+async fn nobody_on_duty_the_visitor_leaves_a_message_that_becomes_a_ticket() {
+    let app = spawn_app().await;
+    let (_, started, _) = post(&app, "session", None, None, json!({"key": KEY})).await;
+    assert_eq!(started["on_duty"], false, "{started}");
+    assert_eq!(
+        started["leave_message"]["required"],
+        json!(["phone", "message"])
+    );
+    let token = started["visitor"].as_str().unwrap().to_owned();
+    let mut ws = open(&app, &token, 0).await;
+    for (form, says) in [
+        (
+            json!({"client_id": "l-1", "name": "李", "message": "想卖车"}),
+            "phone: required",
+        ),
+        (
+            json!({"client_id": "l-1", "phone": "138", "message": "想卖车"}),
+            "phone: not a phone number",
+        ),
+        (
+            json!({"client_id": "l-1", "phone": "13800138000"}),
+            "message: required",
+        ),
+    ] {
+        let (status, body, _) = post(&app, "leave-message", Some(&token), None, form).await;
+        assert_eq!(
+            (status, body["message"].as_str().unwrap_or("")),
+            (400, says)
+        );
+    }
+    let (status, body, _) = post(
+        &app,
+        "leave-message",
+        Some(&token),
+        None,
+        json!({"client_id": "l-1", "name": "李先生", "phone": "138 0013 8000", "message": "明天上午想来看车"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["message"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("【留言】明天上午想来看车")
+    );
+    // The visitor is told, on their socket, that the message was taken.
+    let told = loop {
+        let f = frame(&mut ws, "message").await;
+        if f["message"]["from"] == "system" {
+            break f["message"]["text"].as_str().unwrap().to_owned();
+        }
+    };
+    assert!(!told.is_empty());
+    let m = app
+        .state
+        .store
+        .message(kefu::ids::MessageId(
+            body["message"]["id"].as_i64().unwrap(),
+        ))
+        .await
+        .unwrap();
+    let customer = kefu::ids::CustomerId(m.customer_id.unwrap());
+    let tickets = app.state.store.tickets_of_customer(customer).await.unwrap();
+    assert_eq!(tickets.len(), 1, "{tickets:?}");
+    assert!(
+        tickets[0].summary.contains("明天上午想来看车"),
+        "{:?}",
+        tickets[0]
+    );
+    let c = app.state.store.customer(customer).await.unwrap();
+    assert_eq!(c.name.as_deref(), Some("李先生"));
+    assert_eq!(c.phone.as_deref(), Some("138 0013 8000"));
 }

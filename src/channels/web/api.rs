@@ -48,6 +48,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/session", web::post().to(session))
             .route("/messages", web::post().to(send))
             .route("/handoff", web::post().to(handoff))
+            .route("/leave-message", web::post().to(leave_message))
             .route("/poll", web::get().to(poll))
             .route("/ws", web::get().to(socket))
             .route("/{any:.*}", web::method(Method::OPTIONS).to(preflight)),
@@ -464,6 +465,8 @@ async fn session(
             "site": {"id": site.id, "name": site.name},
             "user": user,
             "login": login,
+            "on_duty": on_duty(&state),
+            "leave_message": {"required": site.leave_message_required},
             "conversation": conversation,
             "messages": messages,
         })))
@@ -566,6 +569,23 @@ async fn store_text(
     client_id: &str,
     text: &str,
 ) -> Result<(Value, Value), ApiError> {
+    let (stored, conversation) = store_inbound(state, req, v, client_id, "text", text).await?;
+    Ok((
+        view::message(&stored, state.widget.names()).await,
+        conversation,
+    ))
+}
+
+/// Stores something the visitor did (a text, or the handoff event) through
+/// the ingest, once per client id; the stored row and the conversation.
+async fn store_inbound(
+    state: &AppState,
+    req: &HttpRequest,
+    v: &Visitor,
+    client_id: &str,
+    msg_type: &str,
+    content: &str,
+) -> Result<(crate::store::entities::messages::Model, Value), ApiError> {
     let customer = customer_of(state, req, v).await?;
     let key = format!("w:{}:{client_id}", v.id);
     let msg = NewInbound {
@@ -574,9 +594,9 @@ async fn store_text(
         direction: Direction::In,
         sender: v.id.clone(),
         dedup_key: key.clone(),
-        msg_type: "text".into(),
-        content: Some(text.to_owned()),
-        payload: json!({"text": text, "client_id": client_id}).to_string(),
+        msg_type: msg_type.into(),
+        content: Some(content.to_owned()),
+        payload: json!({"type": msg_type, "content": content, "client_id": client_id}).to_string(),
         channel_msg_id: None,
         sent_at: Utc::now(),
     };
@@ -594,12 +614,13 @@ async fn store_text(
         }
     };
     Ok((
-        view::message(&stored, state.widget.names()).await,
+        stored,
         conversation_json(state, customer, &v.site.id).await?,
     ))
 }
 
-/// The "转人工" button: the visitor asks for a person, as if they wrote it.
+/// The "转人工" button: the visitor asks for a person (an event the
+/// pipeline reads as a handoff; the visitor does not see it as a message).
 async fn handoff(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let visitor = match authorized(&state, &req, None) {
         Ok(v) => v,
@@ -614,8 +635,150 @@ async fn handoff(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
             return Ok(limited(retry, "messages"));
         }
         let id = format!("handoff-{}", uuid::Uuid::new_v4().simple());
-        let (message, conversation) = store_text(&state, &req, &visitor, &id, "转人工").await?;
-        Ok(HttpResponse::Ok().json(json!({"message": message, "conversation": conversation})))
+        let (_, conversation) = store_inbound(
+            &state,
+            &req,
+            &visitor,
+            &id,
+            "event",
+            crate::conversation::pipeline::WIDGET_HANDOFF,
+        )
+        .await?;
+        Ok(HttpResponse::Ok().json(json!({"conversation": conversation})))
+    }
+    .await;
+    answer(result, cors.as_deref())
+}
+
+/// Whether anyone is on duty now (on shift, not offline): otherwise the
+/// widget offers the leave-a-message form instead of a person.
+fn on_duty(state: &AppState) -> bool {
+    state
+        .router
+        .agents(Utc::now())
+        .iter()
+        .any(|a| a.is_on_duty())
+}
+
+#[derive(Deserialize)]
+struct LeaveMessage {
+    client_id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    phone: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// The leave-a-message form (nobody on duty): the message is stored as the
+/// visitor's, their name and phone kept on the customer when unknown, and
+/// the request for a person follows, which routing turns into a ticket for
+/// the next shift (or an agent, if one came on duty meanwhile).
+async fn leave_message(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<LeaveMessage>,
+) -> HttpResponse {
+    let visitor = match authorized(&state, &req, None) {
+        Ok(v) => v,
+        Err(e) => return answer(Err(e), cors_any(&state, &req).as_deref()),
+    };
+    let cors = match check_origin(&req, Some(&visitor.site)) {
+        Ok(c) => c,
+        Err(e) => return answer(Err(e), None),
+    };
+    let result = async {
+        let client_id = checked_client_id(&body.client_id)?;
+        let (name, phone, message) = (body.name.trim(), body.phone.trim(), body.message.trim());
+        for (field, value) in [("name", name), ("phone", phone), ("message", message)] {
+            if value.is_empty()
+                && visitor
+                    .site
+                    .leave_message_required
+                    .iter()
+                    .any(|f| f == field)
+            {
+                return Err(ApiError::new(
+                    Code::BadRequest,
+                    format!("{field}: required"),
+                ));
+            }
+            if value
+                .chars()
+                .any(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+            {
+                return Err(ApiError::new(
+                    Code::BadRequest,
+                    format!("{field}: control characters"),
+                ));
+            }
+        }
+        if name.chars().count() > 32 {
+            return Err(ApiError::new(
+                Code::BadRequest,
+                "name: at most 32 characters",
+            ));
+        }
+        let digits = phone.chars().filter(char::is_ascii_digit).count();
+        if !phone.is_empty()
+            && (!(5..=20).contains(&digits)
+                || !phone
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || " +-()".contains(c)))
+        {
+            return Err(ApiError::new(Code::BadRequest, "phone: not a phone number"));
+        }
+        let max = state.settings.widget.max_text_chars;
+        if message.chars().count() > max {
+            return Err(ApiError::new(
+                Code::PayloadTooLarge,
+                format!("message: longer than {max} characters"),
+            ));
+        }
+        let key = format!("w:{}:{client_id}", visitor.id);
+        if state
+            .store
+            .message_by_key(&visitor.site.id, &key)
+            .await?
+            .is_none()
+            && let Err(retry) = state.widget.guards().messages.check(&visitor.id).await
+        {
+            return Ok(limited(retry, "messages"));
+        }
+        let mut text = format!("【留言】{message}");
+        if !name.is_empty() {
+            text.push_str(&format!("\n姓名：{name}"));
+        }
+        if !phone.is_empty() {
+            text.push_str(&format!("\n电话：{phone}"));
+        }
+        let (stored, _) = store_inbound(&state, &req, &visitor, &client_id, "text", &text).await?;
+        if let Some(c) = stored
+            .customer_id
+            .map(CustomerId)
+            .or(known_customer(&state, &visitor).await?)
+        {
+            if !name.is_empty() {
+                state.store.name_if_unnamed(c, name).await?;
+            }
+            if !phone.is_empty() {
+                state.store.phone_if_unset(c, phone).await?;
+            }
+        }
+        let (_, conversation) = store_inbound(
+            &state,
+            &req,
+            &visitor,
+            &format!("{client_id}-handoff"),
+            "event",
+            crate::conversation::pipeline::WIDGET_HANDOFF,
+        )
+        .await?;
+        Ok(HttpResponse::Ok().json(json!({
+            "message": view::message(&stored, state.widget.names()).await,
+            "conversation": conversation,
+        })))
     }
     .await;
     answer(result, cors.as_deref())

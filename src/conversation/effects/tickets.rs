@@ -101,12 +101,14 @@ pub async fn open(ctx: &EffectCtx<'_>) -> Result<(), PipelineError> {
 async fn summary_of(ctx: &EffectCtx<'_>) -> Result<String, PipelineError> {
     let text = match ctx.message {
         Some(m) if m.msg_type == "text" => m.content.clone().unwrap_or_default(),
-        Some(m) => format!(
+        // A button or menu click asked for the person: what they wrote
+        // before says what it is about.
+        Some(m) if m.msg_type != "event" => format!(
             "[{}] {}",
             m.msg_type,
             m.content.as_deref().unwrap_or_default()
         ),
-        None => ctx
+        _ => ctx
             .pipeline
             .store()
             .latest_customer_text(ConversationId(ctx.conversation.id))
