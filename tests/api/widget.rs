@@ -662,3 +662,66 @@ async fn nobody_on_duty_the_visitor_leaves_a_message_that_becomes_a_ticket() {
     assert_eq!(c.name.as_deref(), Some("李先生"));
     assert_eq!(c.phone.as_deref(), Some("138 0013 8000"));
 }
+
+#[tokio::test]
+async fn a_guest_is_routed_to_the_city_group_of_their_ip_address() {
+    use kefu::routing::xdb::XdbWriter;
+    let dir = tempfile::tempdir().unwrap();
+    let xdb = dir.path().join("regions.xdb");
+    let bytes = XdbWriter::new()
+        .range(
+            "58.32.0.0".parse().unwrap(),
+            "58.47.255.255".parse().unwrap(),
+            "中国|0|上海|上海市|电信",
+        )
+        .range(
+            "202.96.0.0".parse().unwrap(),
+            "202.96.255.255".parse().unwrap(),
+            "中国|0|北京|北京市|联通",
+        )
+        .build()
+        .unwrap();
+    std::fs::write(&xdb, bytes).unwrap();
+    let app = crate::helpers::spawn_app_with(move |s| {
+        s.routing.ip2region_path = xdb;
+        s.routing.queue_sweep_secs = 3600;
+        s.routing.reconcile_secs = 3600;
+        // Kefu sits behind a proxy on this machine.
+        s.widget.trusted_proxies = vec!["127.0.0.1".into()];
+    })
+    .await;
+    let store = &app.state.store;
+    let alice = staff(&app, "alice", Role::Agent, AgentStatus::Idle).await;
+    let carl = staff(&app, "carl", Role::Agent, AgentStatus::Idle).await;
+    let sh = store.create_city_group("上海").await.unwrap();
+    let bj = store.create_city_group("北京").await.unwrap();
+    store.add_group_member(sh, alice).await.unwrap();
+    store.add_group_member(bj, carl).await.unwrap();
+    crate::desk::reload(&app).await;
+    let mut bus = app.state.bus.subscribe();
+    for (ip, want) in [("202.96.1.1", carl), ("58.33.1.1", alice)] {
+        let token = new_visitor(&app).await;
+        for (path, body) in [
+            ("messages", json!({"client_id": "c-1", "text": "你好"})),
+            ("handoff", json!({})),
+        ] {
+            let r = app
+                .client
+                .post(format!("{}/widget/api/{path}", app.address))
+                .header("authorization", format!("Visitor {token}"))
+                .header("x-forwarded-for", ip)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+        let assigned = changed(&mut bus, |c| c.state == "assigned").await;
+        assert_eq!(assigned.agent, Some(want), "{ip}");
+        let c = store.customer(assigned.customer).await.unwrap();
+        assert_eq!(
+            c.region.as_deref(),
+            Some(if want == carl { "北京" } else { "上海" })
+        );
+    }
+}

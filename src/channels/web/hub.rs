@@ -127,14 +127,20 @@ impl WidgetHub {
         self.core().tabs.values().map(Vec::len).sum()
     }
 
-    /// Follows the bus.
+    /// Follows the bus, and forgets used login nonces once they expire.
     pub fn start(&self, bus: &Bus, workers: &mut Workers) {
         let hub = self.clone();
         let mut rx = bus.subscribe();
         workers.spawn("widget-hub", move |mut shutdown| async move {
+            let mut purge = tokio::time::interval(PURGE_EVERY);
             loop {
                 tokio::select! {
                     () = shutdown.wait() => return,
+                    _ = purge.tick() => {
+                        if let Err(e) = hub.store.purge_login_nonces(chrono::Utc::now()).await {
+                            tracing::warn!(error = %e, "expired login nonces not purged; next time");
+                        }
+                    }
                     got = rx.recv() => match got {
                         Ok(env) => hub.fan_out(&env.event).await,
                         Err(RecvError::Lagged(n)) => {
@@ -261,6 +267,9 @@ impl WidgetHub {
         }
     }
 }
+
+/// How often expired login nonces are deleted (a token lives 24 h at most).
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 /// How long agents' names are kept before they are read again.
 pub const NAMES_FOR: Duration = Duration::from_secs(300);
