@@ -697,6 +697,12 @@ async fn a_guest_is_routed_to_the_city_group_of_their_ip_address() {
     let bj = store.create_city_group("北京").await.unwrap();
     store.add_group_member(sh, alice).await.unwrap();
     store.add_group_member(bj, carl).await.unwrap();
+    // The CRM's region table: which city group serves which region.
+    for (region, g) in [("上海", sh), ("北京", bj)] {
+        kefu::store::crm::set_region(store.writer(), region, Some(g))
+            .await
+            .unwrap();
+    }
     crate::desk::reload(&app).await;
     let mut bus = app.state.bus.subscribe();
     for (ip, want) in [("202.96.1.1", carl), ("58.33.1.1", alice)] {
@@ -717,7 +723,8 @@ async fn a_guest_is_routed_to_the_city_group_of_their_ip_address() {
             assert_eq!(r.status(), 200);
         }
         let assigned = changed(&mut bus, |c| c.state == "assigned").await;
-        assert_eq!(assigned.agent, Some(want), "{ip}");
+        assert_eq!(assigned.agent, Some(want), "{ip}: {}", assigned.reason);
+        assert!(!assigned.reason.contains("no group"), "{}", assigned.reason);
         let c = store.customer(assigned.customer).await.unwrap();
         assert_eq!(
             c.region.as_deref(),
