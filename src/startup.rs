@@ -267,6 +267,12 @@ impl Application {
                 a.name
             ));
         }
+        for site in &s.sites {
+            lines.push(format!(
+                "  web chat:  {base}/widget/chat?key={}  ({}; embed {base}/widget.js)",
+                site.public_key, site.name
+            ));
+        }
         lines.push(format!("  health:    {base}/healthz  {base}/readyz"));
         if let Some(p) = self.metrics_port {
             lines.push(format!(
