@@ -8,6 +8,11 @@
   const STRINGS = {
     handoff: ['转人工', 'Talk to a person'],
     leave: ['留言', 'Leave a message'],
+    score_1: ['非常满意', 'Very satisfied'],
+    score_2: ['满意', 'Satisfied'],
+    score_3: ['一般', 'Neutral'],
+    score_4: ['不满意', 'Dissatisfied'],
+    score_5: ['非常不满意', 'Very dissatisfied'],
     leave_title: ['现在没有客服在线', 'Nobody is available right now'],
     leave_intro: ['请留下您的联系方式和问题，我们上班后会尽快联系您。', 'Leave your details and your question: we will get back to you as soon as we are in.'],
     leave_name: ['称呼', 'Name'],
@@ -334,6 +339,7 @@
       text: m.text,
       client_id: m.client_id,
       sent_at: m.sent_at,
+      survey: !!m.survey,
       pending: null,
       error: null,
     });
@@ -424,8 +430,14 @@
     });
   }
 
+  // A survey still to answer: nothing written after it.
+  function answerable(e) {
+    return e.survey && !S.entries.some((x) => x.from === 'customer' && (!x.id || x.id > e.id));
+  }
+
   function messageNode(e) {
-    const sig = [e.id, e.pending, e.error, e.text, e.agent_name, e.from].join('\u0000');
+    const open = answerable(e);
+    const sig = [e.id, e.pending, e.error, e.text, e.agent_name, e.from, open].join('\u0000');
     return cached(e.key, sig, (n) => {
       const me = e.from === 'customer';
       n = n || el('div');
@@ -446,6 +458,20 @@
       const bubble = el('div', 'bubble', typeText(e));
       bubble.dataset.test = 'message-text';
       n.replaceChildren(meta, bubble);
+      if (open) {
+        // One button per score; each sends its digit, as WeChat customers type it.
+        const row = el('div', 'scores');
+        row.dataset.test = 'survey';
+        for (let score = 1; score <= 5; score++) {
+          const b = el('button', 'score', T['score_' + score]);
+          b.type = 'button';
+          b.dataset.test = 'survey-score';
+          b.dataset.score = String(score);
+          b.addEventListener('click', () => send(String(score)));
+          row.append(b);
+        }
+        n.append(row);
+      }
       if (e.pending === 'sending') n.append(el('div', 'note', T.sending));
       if (e.pending === 'failed') {
         const note = el('div', 'note', T.failed + (e.error ? '：' + e.error : ''));

@@ -945,6 +945,49 @@ async fn a_website_visitor_chats_with_an_agent_in_the_browser() {
         visitor.js("return window.__pwned === undefined && !document.querySelector('[data-test=messages] img');").await,
         json!(true)
     );
+
+    // The agent closes; the visitor rates the service with one tap.
+    let s = crate::desk::session(&app, "wendy").await;
+    let (status, body) = crate::desk::api_post(
+        &app,
+        &format!("/api/conversations/{}/close", assigned.conversation.0),
+        &s,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    visitor
+        .until(
+            "the survey's buttons",
+            "return document.querySelectorAll('[data-test=survey-score]').length === 5;",
+        )
+        .await;
+    visitor
+        .click("[data-test=survey-score][data-score='1']")
+        .await;
+    visitor
+        .until(
+            "thanked",
+            &has_text(
+                "[data-test=message][data-from=system]",
+                kefu::conversation::effects::survey::THANKS_TEXT,
+            ),
+        )
+        .await;
+    assert_eq!(
+        visitor
+            .js("return document.querySelectorAll('[data-test=survey-score]').length;")
+            .await,
+        json!(0),
+        "answered: the buttons are gone"
+    );
+    let surveys = app
+        .state
+        .store
+        .surveys_of(assigned.conversation)
+        .await
+        .unwrap();
+    assert_eq!(surveys[0].score, Some(1));
 }
 
 #[tokio::test]

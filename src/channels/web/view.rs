@@ -61,6 +61,9 @@ pub async fn message(m: &messages::Model, names: &Names) -> Value {
         "text": m.content,
         "client_id": client_id(m),
         "sent_at": m.sent_at,
+        // The satisfaction survey: the page offers a button per score.
+        "survey": from == "system"
+            && m.content.as_deref() == Some(crate::conversation::effects::survey::SURVEY_TEXT),
     })
 }
 

@@ -1,9 +1,10 @@
 //! The satisfaction survey: sent after a close, answered by a reply.
 //!
 //! After a close by an agent or a timeout (the state machine asks for it
-//! only then), a survey row is stored and WeChat customers get a text asking
-//! for a score from 1 (very satisfied) to 5 (very dissatisfied); the web
-//! widget's form comes with the widget. A message to the closed conversation
+//! only then), a survey row is stored and the customer gets a text asking
+//! for a score from 1 (very satisfied) to 5 (very dissatisfied). The web
+//! widget shows the same text with a button per score (each sends its
+//! digit, as a WeChat customer would type it). A message to the closed conversation
 //! within `routing.survey_window_mins` that reads as a score answers it
 //! (the conversation stays closed); anything else reopens the conversation
 //! as usual, and the survey stays unanswered.
@@ -31,8 +32,10 @@ const COMMENT_CHARS: usize = 500;
 /// Sends the survey, channel-appropriate.
 pub async fn send(ctx: &EffectCtx<'_>) -> Result<(), PipelineError> {
     let channel = ctx.conversation.channel.as_str();
-    if channel != Channel::OfficialAccount.as_str() && channel != Channel::WecomKf.as_str() {
-        // The web widget shows its own form (issue 9).
+    if ![Channel::OfficialAccount, Channel::WecomKf, Channel::Web]
+        .iter()
+        .any(|c| c.as_str() == channel)
+    {
         return Ok(());
     }
     let agent = match ctx.from {
