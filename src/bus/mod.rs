@@ -98,6 +98,15 @@ pub enum Event {
         #[serde(default)]
         identities: Vec<(String, String, String)>,
     },
+    /// Someone is typing in a conversation: the web visitor (`agent` none),
+    /// heard by the agents serving or watching it, or the serving agent,
+    /// heard by the web visitor. Nothing is stored.
+    Typing {
+        conversation: ConversationId,
+        customer: CustomerId,
+        account: String,
+        agent: Option<AgentId>,
+    },
     /// Free-form signal used by health checks and tests.
     Ping { nonce: String },
 }

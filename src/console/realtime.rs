@@ -455,6 +455,17 @@ impl Hub {
                 let groups = self.groups_of(&[*agent], None);
                 to.extend(self.core().overseers_of(&groups));
             }
+            // The customer types: whoever serves or watches hears it.
+            Event::Typing {
+                conversation,
+                agent: None,
+                ..
+            } => {
+                if let Some(c) = self.conv(*conversation).await {
+                    to.extend(c.agent);
+                }
+                to.extend(self.core().watchers_of(*conversation));
+            }
             _ => return,
         }
         if to.is_empty() {
@@ -508,6 +519,11 @@ enum ClientMessage {
         conversation: i64,
     },
     Unwatch {
+        conversation: i64,
+    },
+    /// The agent is typing a reply (heard by a web visitor; the page sends
+    /// it at most every few seconds).
+    Typing {
         conversation: i64,
     },
 }
@@ -715,6 +731,22 @@ async fn client_message(
                 )
                 .await,
             }
+        }
+        ClientMessage::Typing { conversation } => {
+            let id = ConversationId(conversation);
+            // Only the serving agent's typing reaches the customer.
+            if let Ok(c) = super::conversation_api::conversation_for(state, user, id).await
+                && c.agent_id == Some(user.agent_id.0)
+                && c.state == "assigned"
+            {
+                state.bus.publish(Event::Typing {
+                    conversation: id,
+                    customer: crate::ids::CustomerId(c.customer_id),
+                    account: c.account_id.clone(),
+                    agent: Some(user.agent_id),
+                });
+            }
+            true
         }
         ClientMessage::Unwatch { conversation } => {
             state

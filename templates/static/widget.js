@@ -8,6 +8,7 @@
   const STRINGS = {
     handoff: ['转人工', 'Talk to a person'],
     leave: ['留言', 'Leave a message'],
+    agent_typing: ['{name} 正在输入…', '{name} is typing…'],
     score_1: ['非常满意', 'Very satisfied'],
     score_2: ['满意', 'Satisfied'],
     score_3: ['一般', 'Neutral'],
@@ -684,6 +685,16 @@
         render(f.message && f.message.from === 'customer');
       } else if (f.type === 'conversation') {
         setConversation(f.conversation);
+      } else if (f.type === 'typing') {
+        // The agent is typing: said in the status line for a few seconds.
+        const line = $('status');
+        line.textContent = fill(T.agent_typing, { name: f.agent_name || T.agent });
+        line.dataset.typing = 'true';
+        clearTimeout(S.typingTimer);
+        S.typingTimer = setTimeout(() => {
+          delete line.dataset.typing;
+          line.textContent = statusText(S.conv);
+        }, 4000);
       }
     },
 
@@ -830,6 +841,14 @@
   render(true);
   updateComposer();
   $('text').addEventListener('input', updateComposer);
+  // The agent sees that the visitor is typing (at most every 3 s; the
+  // server passes it on only while an agent serves them).
+  $('text').addEventListener('input', () => {
+    const now = Date.now();
+    if (!RT.ws || RT.ws.readyState !== 1 || now - (S.typedAt || 0) < 3000) return;
+    S.typedAt = now;
+    RT.ws.send(JSON.stringify({ type: 'typing' }));
+  });
   $('text').addEventListener('keydown', (ev) => {
     // Enter sends; Shift+Enter is a new line; Enter that picks an IME
     // candidate (Chinese input) does neither.

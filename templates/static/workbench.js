@@ -454,7 +454,26 @@
       $('status').value = ev.status;
     } else if (ev.type === 'supervisor_alert') {
       banner(ev.text, 'warn');
+    } else if (ev.type === 'typing' && !ev.agent && state.selected === ev.conversation) {
+      // A web visitor is typing: shown for a few seconds.
+      const t = $('typing');
+      t.textContent = T.customer_typing;
+      t.hidden = false;
+      clearTimeout(state.typingTimer);
+      state.typingTimer = setTimeout(() => { t.hidden = true; }, 4000);
     }
+  }
+
+  // The agent's typing reaches a web visitor; sent at most every 3 s.
+  function typing() {
+    if (!state.selected || !state.ws || state.ws.readyState !== 1) return;
+    const it = state.convs.find((x) => x.conversation.id === state.selected);
+    if (!it || it.conversation.channel !== 'web') return; // WeChat shows no typing
+
+    const now = Date.now();
+    if (state.typedAt && now - state.typedAt < 3000) return;
+    state.typedAt = now;
+    state.ws.send(JSON.stringify({ type: 'typing', conversation: state.selected }));
   }
 
   function connect() {
@@ -519,6 +538,7 @@
     for (const f of files) sendFile(f);
   });
   // A picture pasted into the composer, or files dropped on the conversation.
+  $('text').addEventListener('input', typing);
   $('text').addEventListener('paste', (e) => {
     const files = Array.from((e.clipboardData && e.clipboardData.files) || []);
     if (files.length) { e.preventDefault(); for (const f of files) sendFile(f); }

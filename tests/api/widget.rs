@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
+use futures_util::{SinkExt as _, StreamExt as _};
 use kefu::auth::Role;
 use kefu::routing::AgentStatus;
 use serde_json::{Value, json};
@@ -133,6 +133,45 @@ async fn a_guest_talks_to_an_agent_and_back() {
 
     // The agent answers from the workbench.
     let s = session(&app, "wendy").await;
+
+    // Typing, both ways: the agent's console hears the visitor, the
+    // visitor's page hears the agent.
+    let mut req = format!("ws://127.0.0.1:{}/api/ws", app.port)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("cookie", s.cookie().parse().unwrap());
+    req.headers_mut().insert(
+        "origin",
+        format!("http://127.0.0.1:{}", app.port).parse().unwrap(),
+    );
+    let (mut console, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    console
+        .send(Message::Text(json!({"type": "hello"}).to_string().into()))
+        .await
+        .unwrap();
+    assert_eq!(frame(&mut console, "welcome").await["type"], "welcome");
+    ws.send(Message::Text(json!({"type": "typing"}).to_string().into()))
+        .await
+        .unwrap();
+    let heard = loop {
+        let f = frame(&mut console, "event").await;
+        if f["event"]["type"] == "typing" {
+            break f["event"].clone();
+        }
+    };
+    assert_eq!(heard["conversation"], assigned.conversation.0);
+    assert_eq!(heard["agent"], Value::Null);
+    console
+        .send(Message::Text(
+            json!({"type": "typing", "conversation": assigned.conversation.0})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    let typing = frame(&mut ws, "typing").await;
+    assert_eq!(typing["agent_name"], "wendy 名字");
     let (status, sent) = api_post(
         &app,
         &format!("/api/conversations/{}/messages", assigned.conversation.0),

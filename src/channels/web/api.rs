@@ -35,6 +35,8 @@ const POLL_FOR: Duration = Duration::from_secs(25);
 const MAX_FRAME: usize = 4 * 1024;
 /// The socket's ping period; a tab silent for three is gone.
 const PING_EVERY: Duration = Duration::from_secs(25);
+/// A visitor's typing is passed on at most this often.
+const TYPING_EVERY: Duration = Duration::from_secs(3);
 /// Longest client id a page may give a message.
 const MAX_CLIENT_ID: usize = 64;
 
@@ -916,6 +918,7 @@ async fn serve(
     let phase = Duration::from_millis(rand::random_range(0..PING_EVERY.as_millis() as u64));
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + phase, PING_EVERY);
     let mut heard = tokio::time::Instant::now();
+    let mut last_typed: Option<tokio::time::Instant> = None;
     while ok {
         tokio::select! {
             frame = rx.recv() => match frame {
@@ -934,6 +937,12 @@ async fn serve(
             msg = stream.next() => {
                 heard = tokio::time::Instant::now();
                 match msg {
+                    Some(Ok(actix_ws::Message::Text(t))) => {
+                        if typed(&t) && last_typed.is_none_or(|at| at.elapsed() >= TYPING_EVERY) {
+                            last_typed = Some(tokio::time::Instant::now());
+                            announce_typing(&state, customer, &site).await;
+                        }
+                    }
                     Some(Ok(actix_ws::Message::Ping(b))) => ok = session.pong(&b).await.is_ok(),
                     Some(Ok(actix_ws::Message::Close(_))) | None | Some(Err(_)) => break,
                     Some(Ok(_)) => {}
@@ -949,4 +958,23 @@ async fn serve(
     }
     state.widget.detach(customer, tab);
     let _ = session.close(None).await;
+}
+
+/// Whether a tab's frame says the visitor is typing (`{"type": "typing"}`).
+fn typed(frame: &str) -> bool {
+    serde_json::from_str::<Value>(frame).is_ok_and(|v| v["type"] == "typing")
+}
+
+/// Tells the agents serving the visitor that they are typing.
+async fn announce_typing(state: &AppState, customer: CustomerId, site: &AccountId) {
+    if let Ok(Some(c)) = state.store.open_conversation_of(customer, site).await
+        && c.state == "assigned"
+    {
+        state.bus.publish(crate::bus::Event::Typing {
+            conversation: crate::ids::ConversationId(c.id),
+            customer,
+            account: site.to_string(),
+            agent: None,
+        });
+    }
 }

@@ -233,6 +233,20 @@ impl WidgetHub {
                     self.refresh_queued(*customer).await;
                 }
             }
+            // The serving agent types: the visitor's tabs show it.
+            Event::Typing {
+                customer,
+                account,
+                agent: Some(agent),
+                ..
+            } => {
+                let tabs = self.tabs_of(*customer, Some(account));
+                if !tabs.is_empty() {
+                    let frame =
+                        json!({"type": "typing", "agent_name": self.names.of(*agent).await});
+                    self.send_all(*customer, &tabs, &frame);
+                }
+            }
             _ => {}
         }
     }
