@@ -264,10 +264,11 @@ impl Store {
             .filter(messages::Column::Id.gt(after.0))
             .filter(messages::Column::CreatedAt.gte(since))
             .filter(messages::Column::Direction.eq(Direction::In.as_str()))
-            .filter(
-                messages::Column::Channel
-                    .is_in([Channel::OfficialAccount.as_str(), Channel::WecomKf.as_str()]),
-            )
+            .filter(messages::Column::Channel.is_in([
+                Channel::OfficialAccount.as_str(),
+                Channel::WecomKf.as_str(),
+                Channel::Web.as_str(),
+            ]))
             .filter(messages::Column::MsgType.ne("event"))
             .order_by_asc(messages::Column::Id)
             .limit(limit)

@@ -259,6 +259,39 @@ async fn a_message_missed_on_the_bus_is_caught_up_by_the_sweep() {
 }
 
 #[tokio::test]
+async fn a_web_visitor_message_missed_on_the_bus_is_caught_up_by_the_sweep() {
+    let app = spawn_app().await;
+    let store = &app.state.store;
+    let site = AccountId::parse("demo-web").unwrap();
+    let visitor = "w0123456789abcdef0123456789abcdef";
+    let msg = NewInbound {
+        account: site.clone(),
+        channel: Channel::Web,
+        direction: Direction::In,
+        sender: visitor.into(),
+        dedup_key: format!("w:{visitor}:c-1"),
+        msg_type: "text".into(),
+        content: Some("你好".into()),
+        payload: json!({"text": "你好", "client_id": "c-1"}).to_string(),
+        channel_msg_id: None,
+        sent_at: chrono::Utc::now(),
+    };
+    let inserted = store.insert_inbound_batch(&[msg]).await.unwrap();
+    let kefu::store::messages::Inserted::New(id) = inserted[0] else {
+        panic!("{inserted:?}")
+    };
+    assert!(pipeline(&app).sweep().await.unwrap() <= 1);
+    let m = store.message(id).await.unwrap();
+    assert!(m.conversation_id.is_some(), "the sweep left it unlinked");
+    let identity = store
+        .find_identity_of(IdentityKind::WebVisitor, &site, visitor)
+        .await
+        .unwrap()
+        .expect("the visitor's identity");
+    assert_eq!(m.customer_id, Some(identity.customer_id));
+}
+
+#[tokio::test]
 async fn a_wecom_kf_message_goes_through_the_same_pipeline() {
     let app = spawn_app().await;
     let a = agent(&app, "frank", AgentStatus::Idle).await;
