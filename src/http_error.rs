@@ -100,3 +100,22 @@ impl From<crate::store::StoreError> for ApiError {
         }
     }
 }
+
+/// A client id (a retried send carries the same one, so it is stored
+/// once): 1 to 64 letters, digits, `-` or `_`. The console's and the web
+/// widget's.
+pub(crate) fn checked_client_id(client_id: &str) -> Result<&str, ApiError> {
+    let client_id = client_id.trim();
+    if client_id.is_empty()
+        || client_id.chars().count() > 64
+        || !client_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(ApiError::new(
+            Code::BadRequest,
+            "client_id must be 1 to 64 letters, digits, - or _",
+        ));
+    }
+    Ok(client_id)
+}

@@ -30,9 +30,6 @@ use crate::wechat::api::OutboundContent;
 
 /// How long a reply may wait for the group commit.
 pub(crate) const SEND_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest client id.
-const CLIENT_ID_CHARS: usize = 64;
-
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/workbench", web::get().to(workbench))
         .route("/api/conversations/{id}/messages", web::post().to(reply))
@@ -164,23 +161,7 @@ pub(crate) struct ReplyTarget {
     pub existing: Option<crate::store::entities::outbox::Model>,
 }
 
-/// A console client id (a retried send carries the same one): 1 to 64
-/// letters, digits, `-` or `_`.
-pub(crate) fn checked_client_id(client_id: &str) -> Result<&str, ApiError> {
-    let client_id = client_id.trim();
-    if client_id.is_empty()
-        || client_id.chars().count() > CLIENT_ID_CHARS
-        || !client_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(ApiError::new(
-            Code::BadRequest,
-            "client_id must be 1 to 64 letters, digits, - or _",
-        ));
-    }
-    Ok(client_id)
-}
+pub(crate) use crate::http_error::checked_client_id;
 
 /// The checks of every reply, text or media: a well-formed client id, a
 /// conversation `user` may act on and serves, a customer reachable on its

@@ -612,14 +612,7 @@ fn validate(req: &OutboundRequest, kind: AccountKind) -> Result<(), OutboxError>
             return bad("text is longer than WeChat's 2048 bytes; split it");
         }
     }
-    if req
-        .idempotency_key
-        .as_ref()
-        .is_some_and(|k| k.is_empty() || k.len() > 128)
-    {
-        return bad("idempotency key must be 1 to 128 characters");
-    }
-    Ok(())
+    checked_key(req)
 }
 
 /// A message to a web chat visitor: the recipient is their visitor id.
@@ -639,12 +632,19 @@ fn validate_web(req: &OutboundRequest) -> Result<(), OutboxError> {
             return bad("text is longer than 5,000 characters; split it");
         }
     }
+    checked_key(req)
+}
+
+/// An idempotency key, when given, is 1 to 128 characters.
+fn checked_key(req: &OutboundRequest) -> Result<(), OutboxError> {
     if req
         .idempotency_key
         .as_ref()
         .is_some_and(|k| k.is_empty() || k.len() > 128)
     {
-        return bad("idempotency key must be 1 to 128 characters");
+        return Err(OutboxError::Invalid(
+            "idempotency key must be 1 to 128 characters".into(),
+        ));
     }
     Ok(())
 }

@@ -269,7 +269,12 @@ impl Store {
                 Channel::WecomKf.as_str(),
                 Channel::Web.as_str(),
             ]))
-            .filter(messages::Column::MsgType.ne("event"))
+            // Events the pipeline acts on: the widget's handoff button.
+            .filter(messages::Column::MsgType.ne("event").or(
+                messages::Column::Channel.eq(Channel::Web.as_str()).and(
+                    messages::Column::Content.eq(crate::conversation::pipeline::WIDGET_HANDOFF),
+                ),
+            ))
             .order_by_asc(messages::Column::Id)
             .limit(limit)
             .into_tuple()

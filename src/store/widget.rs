@@ -16,7 +16,8 @@ impl Store {
         after: MessageId,
         limit: u64,
     ) -> Result<Vec<messages::Model>, StoreError> {
-        Ok(visible(customer, site)
+        Ok(messages::Entity::find()
+            .filter(visible_to(customer, site))
             .filter(messages::Column::Id.gt(after.0))
             .order_by_asc(messages::Column::Id)
             .limit(limit)
@@ -31,13 +32,8 @@ impl Store {
         site: &AccountId,
         limit: u64,
     ) -> Result<Vec<messages::Model>, StoreError> {
-        let mut rows = visible(customer, site)
-            .order_by_desc(messages::Column::Id)
-            .limit(limit)
-            .all(self.conn())
-            .await?;
-        rows.reverse();
-        Ok(rows)
+        self.message_page(visible_to(customer, site), None, limit)
+            .await
     }
 
     /// The message stored under this key on the account, if any.
@@ -90,10 +86,11 @@ impl Store {
 }
 
 /// Messages to and from the customer on the site that the customer saw.
-fn visible(customer: CustomerId, site: &AccountId) -> sea_orm::Select<messages::Entity> {
-    messages::Entity::find()
-        .filter(messages::Column::CustomerId.eq(customer.0))
-        .filter(messages::Column::AccountId.eq(site.as_str()))
-        .filter(messages::Column::Direction.is_in(["in", "out"]))
-        .filter(messages::Column::MsgType.ne("event"))
+fn visible_to(customer: CustomerId, site: &AccountId) -> sea_orm::sea_query::SimpleExpr {
+    use sea_orm::sea_query::ExprTrait as _;
+    messages::Column::CustomerId
+        .eq(customer.0)
+        .and(messages::Column::AccountId.eq(site.as_str()))
+        .and(messages::Column::Direction.is_in(["in", "out"]))
+        .and(messages::Column::MsgType.ne("event"))
 }

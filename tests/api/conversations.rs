@@ -276,13 +276,28 @@ async fn a_web_visitor_message_missed_on_the_bus_is_caught_up_by_the_sweep() {
         channel_msg_id: None,
         sent_at: chrono::Utc::now(),
     };
-    let inserted = store.insert_inbound_batch(&[msg]).await.unwrap();
-    let kefu::store::messages::Inserted::New(id) = inserted[0] else {
+    // And the 转人工 button's event after it.
+    let handoff = NewInbound {
+        dedup_key: format!("w:{visitor}:handoff-1"),
+        msg_type: "event".into(),
+        content: Some(kefu::conversation::pipeline::WIDGET_HANDOFF.into()),
+        ..msg.clone()
+    };
+    let inserted = store.insert_inbound_batch(&[msg, handoff]).await.unwrap();
+    let (kefu::store::messages::Inserted::New(id), kefu::store::messages::Inserted::New(button)) =
+        (&inserted[0], &inserted[1])
+    else {
         panic!("{inserted:?}")
     };
-    assert!(pipeline(&app).sweep().await.unwrap() <= 1);
+    let (id, button) = (*id, *button);
+    assert!(pipeline(&app).sweep().await.unwrap() <= 2);
     let m = store.message(id).await.unwrap();
     assert!(m.conversation_id.is_some(), "the sweep left it unlinked");
+    let b = store.message(button).await.unwrap();
+    assert!(
+        b.conversation_id.is_some(),
+        "the sweep left the handoff unlinked"
+    );
     let identity = store
         .find_identity_of(IdentityKind::WebVisitor, &site, visitor)
         .await

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use super::hub::SOCKET_QUEUE;
 use super::view;
 use crate::config::Site;
-use crate::http_error::{ApiError, Code};
+use crate::http_error::{ApiError, Code, checked_client_id};
 use crate::ids::{AccountId, CustomerId, MessageId};
 use crate::state::AppState;
 use crate::store::followers::IdentityKind;
@@ -37,8 +37,6 @@ const MAX_FRAME: usize = 4 * 1024;
 const PING_EVERY: Duration = Duration::from_secs(25);
 /// A visitor's typing is passed on at most this often.
 const TYPING_EVERY: Duration = Duration::from_secs(3);
-/// Longest client id a page may give a message.
-const MAX_CLIENT_ID: usize = 64;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     let limit = web::JsonConfig::default()
@@ -87,8 +85,10 @@ fn parse_token(token: &str) -> Option<(&str, String)> {
         return None;
     }
     let digest = sha2::Sha256::digest(token.as_bytes());
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    Some((site, format!("w{hex}")))
+    Some((
+        site,
+        format!("w{}", crate::media::rules::hex(&digest[..16])),
+    ))
 }
 
 fn visitor_of(state: &AppState, token: &str) -> Option<Visitor> {
@@ -172,13 +172,7 @@ fn answer(result: Result<HttpResponse, ApiError>, cors: Option<&str>) -> HttpRes
 
 /// CORS preflight: allowed when some site lists the page's origin.
 async fn preflight(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let origin = req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok())
-        .unwrap_or_default()
-        .trim_end_matches('/');
-    if !state.settings.sites.iter().any(|s| s.allows_origin(origin)) {
+    let Some(origin) = cors_any(&state, &req) else {
         return answer(
             Err(ApiError::new(
                 Code::Forbidden,
@@ -186,7 +180,7 @@ async fn preflight(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse
             )),
             None,
         );
-    }
+    };
     let mut res = HttpResponse::NoContent().finish();
     let h = res.headers_mut();
     h.insert(
@@ -201,7 +195,7 @@ async fn preflight(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse
         header::ACCESS_CONTROL_MAX_AGE,
         HeaderValue::from_static("600"),
     );
-    answer(Ok(res), Some(origin))
+    answer(Ok(res), Some(&origin))
 }
 
 /// The visitor's customer, made on first use, with a region guessed from
@@ -489,13 +483,9 @@ async fn send(
     req: HttpRequest,
     body: web::Json<SendRequest>,
 ) -> HttpResponse {
-    let visitor = match authorized(&state, &req, None) {
+    let (visitor, cors) = match visitor_request(&state, &req) {
         Ok(v) => v,
-        Err(e) => return answer(Err(e), cors_any(&state, &req).as_deref()),
-    };
-    let cors = match check_origin(&req, Some(&visitor.site)) {
-        Ok(c) => c,
-        Err(e) => return answer(Err(e), None),
+        Err(refused) => return *refused,
     };
     let result = async {
         let max = state.settings.widget.max_text_chars;
@@ -515,17 +505,9 @@ async fn send(
         {
             return Err(ApiError::new(Code::BadRequest, "text: control characters"));
         }
-        let client_id = checked_client_id(&body.client_id)?;
-        // A repeat of a stored message (a retry) costs nothing.
-        let key = format!("w:{}:{client_id}", visitor.id);
-        if state
-            .store
-            .message_by_key(&visitor.site.id, &key)
-            .await?
-            .is_none()
-            && let Err(retry) = state.widget.guards().messages.check(&visitor.id).await
-        {
-            return Ok(limited(retry, "messages"));
+        let client_id = checked_client_id(&body.client_id)?.to_owned();
+        if let Some(refused) = over_rate(&state, &visitor, &client_id).await? {
+            return Ok(refused);
         }
         let (message, conversation) = store_text(&state, &req, &visitor, &client_id, text).await?;
         Ok(HttpResponse::Ok().json(json!({"message": message, "conversation": conversation})))
@@ -534,20 +516,43 @@ async fn send(
     answer(result, cors.as_deref())
 }
 
-fn checked_client_id(id: &str) -> Result<String, ApiError> {
-    let ok = !id.is_empty()
-        && id.len() <= MAX_CLIENT_ID
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(id.to_owned())
-    } else {
-        Err(ApiError::new(
-            Code::BadRequest,
-            "client_id: 1–64 characters of A–Z, a–z, 0–9, - and _",
-        ))
+/// The visitor of a request and the CORS origin to answer it with, or the
+/// refusal (no or bad token, a page of another origin).
+fn visitor_request(
+    state: &AppState,
+    req: &HttpRequest,
+) -> Result<(Visitor, Option<String>), Box<HttpResponse>> {
+    let visitor = authorized(state, req, None)
+        .map_err(|e| answer(Err(e), cors_any(state, req).as_deref()))?;
+    let cors =
+        check_origin(req, Some(&visitor.site)).map_err(|e| Box::new(answer(Err(e), None)))?;
+    Ok((visitor, cors))
+}
+
+/// A new message costs one of the visitor's rate; a repeat of a stored one
+/// (a retry) costs nothing. `Some`: the 429 to answer.
+async fn over_rate(
+    state: &AppState,
+    visitor: &Visitor,
+    client_id: &str,
+) -> Result<Option<HttpResponse>, ApiError> {
+    let key = format!("w:{}:{client_id}", visitor.id);
+    if state
+        .store
+        .message_by_key(&visitor.site.id, &key)
+        .await?
+        .is_some()
+    {
+        return Ok(None);
     }
+    Ok(state
+        .widget
+        .guards()
+        .messages
+        .check(&visitor.id)
+        .await
+        .err()
+        .map(|retry| limited(retry, "messages")))
 }
 
 /// For an answer given before the site is known (a bad token): CORS
@@ -624,13 +629,9 @@ async fn store_inbound(
 /// The "转人工" button: the visitor asks for a person (an event the
 /// pipeline reads as a handoff; the visitor does not see it as a message).
 async fn handoff(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let visitor = match authorized(&state, &req, None) {
+    let (visitor, cors) = match visitor_request(&state, &req) {
         Ok(v) => v,
-        Err(e) => return answer(Err(e), cors_any(&state, &req).as_deref()),
-    };
-    let cors = match check_origin(&req, Some(&visitor.site)) {
-        Ok(c) => c,
-        Err(e) => return answer(Err(e), None),
+        Err(refused) => return *refused,
     };
     let result = async {
         if let Err(retry) = state.widget.guards().messages.check(&visitor.id).await {
@@ -682,16 +683,12 @@ async fn leave_message(
     req: HttpRequest,
     body: web::Json<LeaveMessage>,
 ) -> HttpResponse {
-    let visitor = match authorized(&state, &req, None) {
+    let (visitor, cors) = match visitor_request(&state, &req) {
         Ok(v) => v,
-        Err(e) => return answer(Err(e), cors_any(&state, &req).as_deref()),
-    };
-    let cors = match check_origin(&req, Some(&visitor.site)) {
-        Ok(c) => c,
-        Err(e) => return answer(Err(e), None),
+        Err(refused) => return *refused,
     };
     let result = async {
-        let client_id = checked_client_id(&body.client_id)?;
+        let client_id = checked_client_id(&body.client_id)?.to_owned();
         let (name, phone, message) = (body.name.trim(), body.phone.trim(), body.message.trim());
         for (field, value) in [("name", name), ("phone", phone), ("message", message)] {
             if value.is_empty()
@@ -738,15 +735,8 @@ async fn leave_message(
                 format!("message: longer than {max} characters"),
             ));
         }
-        let key = format!("w:{}:{client_id}", visitor.id);
-        if state
-            .store
-            .message_by_key(&visitor.site.id, &key)
-            .await?
-            .is_none()
-            && let Err(retry) = state.widget.guards().messages.check(&visitor.id).await
-        {
-            return Ok(limited(retry, "messages"));
+        if let Some(refused) = over_rate(&state, &visitor, &client_id).await? {
+            return Ok(refused);
         }
         let mut text = format!("【留言】{message}");
         if !name.is_empty() {
@@ -797,13 +787,9 @@ struct After {
 
 /// The long poll: what came after `after`, at once or within 25 s.
 async fn poll(state: web::Data<AppState>, req: HttpRequest, q: web::Query<After>) -> HttpResponse {
-    let visitor = match authorized(&state, &req, None) {
+    let (visitor, cors) = match visitor_request(&state, &req) {
         Ok(v) => v,
-        Err(e) => return answer(Err(e), cors_any(&state, &req).as_deref()),
-    };
-    let cors = match check_origin(&req, Some(&visitor.site)) {
-        Ok(c) => c,
-        Err(e) => return answer(Err(e), None),
+        Err(refused) => return *refused,
     };
     let result = async {
         let customer = customer_of(&state, &req, &visitor).await?;

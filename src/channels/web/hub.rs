@@ -122,11 +122,6 @@ impl WidgetHub {
         }
     }
 
-    /// Open tabs on this instance.
-    pub fn tabs(&self) -> usize {
-        self.core().tabs.values().map(Vec::len).sum()
-    }
-
     /// Follows the bus, and forgets used login nonces once they expire.
     pub fn start(&self, bus: &Bus, workers: &mut Workers) {
         let hub = self.clone();
