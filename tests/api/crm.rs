@@ -561,9 +561,16 @@ async fn shifts_from_the_crm_decide_who_is_on_duty_at_once() {
     let app = app().await;
     let (alice, _, _) = company(&app).await;
     let now = Utc::now();
-    // A shift around now, on the Beijing day it starts (a shift crossing
-    // midnight ends the next morning).
-    let (start, day) = beijing(now - TimeDelta::hours(1));
+    // A shift around now, on today's Beijing day (a shift crossing midnight
+    // ends the next morning). It starts an hour ago, or at midnight if that
+    // was yesterday: a day off declared for yesterday would not hold today.
+    let (_, day) = beijing(now);
+    let (start, earlier) = beijing(now - TimeDelta::hours(1));
+    let start = if earlier == day {
+        start
+    } else {
+        "00:00".to_owned()
+    };
     let (end, _) = beijing(now + TimeDelta::hours(1));
     put_rows(
         &app,
