@@ -122,6 +122,13 @@ impl FiledMessage {
             content: m.content.clone(),
             media_object_id: m.media_object_id,
             sent_at: m.sent_at,
+            account: m.account_id.clone(),
+            client_id: m
+                .dedup_key
+                .as_deref()
+                .and_then(|k| k.strip_prefix("w:"))
+                .and_then(|k| k.split_once(':'))
+                .map(|(_, id)| id.to_owned()),
         }
     }
 }
@@ -138,6 +145,14 @@ pub struct FiledMessage {
     pub content: Option<String>,
     pub media_object_id: Option<i64>,
     pub sent_at: chrono::DateTime<chrono::Utc>,
+    /// The account (or web site) of its conversation: the widget's tabs are
+    /// per site, and need no read to know.
+    #[serde(default)]
+    pub account: String,
+    /// A web visitor's own id for the message (from its stored key
+    /// `w:{visitor}:{client id}`): their page matches its echo by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
 }
 
 /// An event with the instance it came from.

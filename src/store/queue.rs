@@ -16,7 +16,7 @@ use sea_orm::{
 use super::conversations::QUEUED_STATE;
 use super::entities::{conversation_transitions as transitions, conversations};
 use super::{Store, StoreError};
-use crate::ids::{ConversationId, GroupId};
+use crate::ids::{ConversationId, CustomerId, GroupId};
 
 /// A conversation's place in its queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,6 +223,39 @@ impl Store {
             .filter(conversations::Column::QueuedAt.is_not_null())
             .count(self.conn())
             .await?)
+    }
+
+    /// Every placed waiting conversation, queue by queue, each in order:
+    /// `(conversation, customer, account, queue)`. One read gives every
+    /// waiting visitor's position (the widget's hub).
+    pub async fn queue_order(
+        &self,
+    ) -> Result<Vec<(ConversationId, CustomerId, String, Option<GroupId>)>, StoreError> {
+        let rows: Vec<(i64, i64, String, Option<i64>)> = conversations::Entity::find()
+            .select_only()
+            .column(conversations::Column::Id)
+            .column(conversations::Column::CustomerId)
+            .column(conversations::Column::AccountId)
+            .column(conversations::Column::QueueGroupId)
+            .filter(conversations::Column::State.eq(QUEUED_STATE))
+            .filter(conversations::Column::QueuedAt.is_not_null())
+            .order_by_asc(conversations::Column::QueueGroupId)
+            .order_by_asc(conversations::Column::QueuedAt)
+            .order_by_asc(conversations::Column::Id)
+            .into_tuple()
+            .all(self.conn())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, customer, account, group)| {
+                (
+                    ConversationId(id),
+                    CustomerId(customer),
+                    account,
+                    group.map(GroupId),
+                )
+            })
+            .collect())
     }
 
     /// The first `limit` waiting conversations, oldest first, each with the

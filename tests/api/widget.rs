@@ -771,3 +771,59 @@ async fn a_guest_is_routed_to_the_city_group_of_their_ip_address() {
         );
     }
 }
+
+/// The next conversation frame past the robot: queued with a position,
+/// or served.
+async fn place(ws: &mut Ws) -> Value {
+    loop {
+        let f = frame(ws, "conversation").await;
+        let c = &f["conversation"];
+        if c["state"] != "bot" && (c["state"] != "queued" || c["queue_position"].is_u64()) {
+            return c.clone();
+        }
+    }
+}
+
+#[tokio::test]
+async fn waiting_visitors_see_their_place_move_up_the_queue() {
+    let app = spawn_app().await;
+    let wendy = staff(&app, "wendy", Role::Agent, AgentStatus::Busy).await;
+    app.state.store.set_agent_capacity(wendy, 1).await.unwrap();
+    crate::desk::reload(&app).await;
+    let s = session(&app, "wendy").await;
+    let mut bus = app.state.bus.subscribe();
+
+    let first = new_visitor(&app).await;
+    let second = new_visitor(&app).await;
+    let mut first_ws = open(&app, &first, 0).await;
+    let mut second_ws = open(&app, &second, 0).await;
+    for v in [&first, &second] {
+        let (status, body, _) = post(&app, "handoff", Some(v), None, json!({})).await;
+        assert_eq!(status, 200, "{body}");
+        changed(&mut bus, |c| c.state == "queued").await;
+    }
+    let c = place(&mut first_ws).await;
+    assert_eq!(
+        (&c["state"], &c["queue_position"]),
+        (&json!("queued"), &json!(0))
+    );
+    let c = place(&mut second_ws).await;
+    assert_eq!(
+        (&c["state"], &c["queue_position"]),
+        (&json!("queued"), &json!(1))
+    );
+
+    // The agent is free for one: the first is served, the second moves up.
+    let (status, body) = api_post(&app, "/api/presence", &s, json!({"status": "idle"})).await;
+    assert_eq!(status, 200, "{body}");
+    let c = place(&mut first_ws).await;
+    assert_eq!(
+        (&c["state"], &c["agent_name"]),
+        (&json!("assigned"), &json!("wendy 名字"))
+    );
+    let c = place(&mut second_ws).await;
+    assert_eq!(
+        (&c["state"], &c["queue_position"]),
+        (&json!("queued"), &json!(0))
+    );
+}

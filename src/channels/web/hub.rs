@@ -3,7 +3,7 @@
 //! their open tabs. Nothing is kept here that the database does not have: a
 //! tab that reconnects asks for what came after the last message it saw.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -31,9 +31,11 @@ struct Core {
     next: u64,
     /// Each connected customer's tabs: (tab id, site, queue).
     tabs: HashMap<CustomerId, Vec<(u64, String, Frames)>>,
-    /// Connected customers whose conversation waits in a queue: they hear
-    /// when someone ahead of them leaves it.
-    queued: HashSet<CustomerId>,
+    /// Connected customers whose conversation waits in a queue, with the
+    /// position they were last told: they hear when it changes.
+    queued: HashMap<CustomerId, Option<u64>>,
+    /// Someone joined or left a queue since the positions were last sent.
+    queue_moved: bool,
 }
 
 /// What keeps visitors honest: whose `X-Forwarded-For` is believed, and
@@ -100,7 +102,8 @@ impl WidgetHub {
     pub fn attach(&self, customer: CustomerId, site: &str, tx: Frames, queued: bool) -> u64 {
         let mut core = self.core();
         if queued {
-            core.queued.insert(customer);
+            core.queued.insert(customer, None);
+            core.queue_moved = true;
         }
         core.next += 1;
         let id = core.next;
@@ -122,12 +125,15 @@ impl WidgetHub {
         }
     }
 
-    /// Follows the bus, and forgets used login nonces once they expire.
+    /// Follows the bus, tells waiting visitors their place, and forgets used
+    /// login nonces once they expire.
     pub fn start(&self, bus: &Bus, workers: &mut Workers) {
         let hub = self.clone();
         let mut rx = bus.subscribe();
         workers.spawn("widget-hub", move |mut shutdown| async move {
             let mut purge = tokio::time::interval(PURGE_EVERY);
+            let mut places = tokio::time::interval(PLACES_EVERY);
+            places.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     () = shutdown.wait() => return,
@@ -136,6 +142,7 @@ impl WidgetHub {
                             tracing::warn!(error = %e, "expired login nonces not purged; next time");
                         }
                     }
+                    _ = places.tick() => hub.send_places().await,
                     got = rx.recv() => match got {
                         Ok(env) => hub.fan_out(&env.event).await,
                         Err(RecvError::Lagged(n)) => {
@@ -178,6 +185,9 @@ impl WidgetHub {
         }
     }
 
+    /// One event to the tabs it concerns. Messages and changes carry what
+    /// the visitor sees, so this reads nothing, except the place of a
+    /// conversation that has just joined a queue.
     async fn fan_out(&self, event: &Event) {
         match event {
             Event::MessageFiled {
@@ -188,17 +198,12 @@ impl WidgetHub {
                 {
                     return;
                 }
-                let tabs = self.tabs_of(*customer, None);
+                let tabs = self.tabs_of(*customer, Some(&message.account));
                 if tabs.is_empty() {
                     return;
                 }
-                // The site: the message's conversation's account.
-                let Ok(m) = self.store.message(message.id).await else {
-                    return;
-                };
-                let tabs = self.tabs_of(*customer, Some(&m.account_id));
                 let frame =
-                    json!({"type": "message", "message": view::message(&m, &self.names).await});
+                    json!({"type": "message", "message": view::filed(message, &self.names).await});
                 self.send_all(*customer, &tabs, &frame);
             }
             Event::ConversationChanged {
@@ -206,27 +211,34 @@ impl WidgetHub {
                 customer,
                 account,
                 state,
+                agent,
                 ..
             } => {
                 let tabs = self.tabs_of(*customer, Some(account));
                 if !tabs.is_empty() {
+                    let place = if state == "queued" {
+                        self.store
+                            .queue_position(*conversation)
+                            .await
+                            .ok()
+                            .flatten()
+                            .map(|(_, ahead)| ahead)
+                    } else {
+                        None
+                    };
                     {
                         let mut core = self.core();
                         if state == "queued" {
-                            core.queued.insert(*customer);
+                            core.queued.insert(*customer, place);
                         } else {
                             core.queued.remove(customer);
                         }
                     }
-                    if let Ok(c) = self.store.conversation(*conversation).await {
-                        let frame = json!({"type": "conversation", "conversation": view::conversation(&self.store, &c, &self.names).await});
-                        self.send_all(*customer, &tabs, &frame);
-                    }
+                    let frame = json!({"type": "conversation", "conversation": view::state(conversation.0, state, *agent, place, &self.names).await});
+                    self.send_all(*customer, &tabs, &frame);
                 }
-                // Someone left a queue: those waiting behind may move up.
-                if state != "queued" {
-                    self.refresh_queued(*customer).await;
-                }
+                // Someone joined or left a queue: others' places may move.
+                self.core().queue_moved = true;
             }
             // The serving agent types: the visitor's tabs show it.
             Event::Typing {
@@ -246,36 +258,56 @@ impl WidgetHub {
         }
     }
 
-    /// Sends fresh queue positions to the tabs of the other connected
-    /// visitors waiting in a queue.
-    async fn refresh_queued(&self, except: CustomerId) {
-        let customers: Vec<(CustomerId, String)> = {
-            let core = self.core();
-            core.queued
-                .iter()
-                .filter(|c| **c != except)
-                .filter_map(|c| {
-                    core.tabs
-                        .get(c)
-                        .and_then(|l| l.first().map(|(_, s, _)| (*c, s.clone())))
-                })
-                .collect()
+    /// Tells the connected visitors who wait in a queue their new place,
+    /// when the queues moved since the last time: one read of every queue's
+    /// order, however many wait or moved.
+    async fn send_places(&self) {
+        {
+            let mut core = self.core();
+            if !core.queue_moved || core.queued.is_empty() {
+                return;
+            }
+            core.queue_moved = false;
+        }
+        let order = match self.store.queue_order().await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "queue places not read; next time");
+                self.core().queue_moved = true;
+                return;
+            }
         };
-        for (customer, site) in customers {
-            let Ok(site_id) = crate::ids::AccountId::parse(&site) else {
-                continue;
+        let mut ahead = 0u64;
+        let mut queue = None;
+        for (i, (conversation, customer, account, group)) in order.iter().enumerate() {
+            if i == 0 || queue != Some(*group) {
+                queue = Some(*group);
+                ahead = 0;
+            }
+            let place = ahead;
+            ahead += 1;
+            let changed = {
+                let mut core = self.core();
+                match core.queued.get_mut(customer) {
+                    Some(told) if *told != Some(place) => {
+                        *told = Some(place);
+                        true
+                    }
+                    _ => false,
+                }
             };
-            let Ok(Some(c)) = self.store.open_conversation_of(customer, &site_id).await else {
-                continue;
-            };
-            if c.state != "queued" {
+            if !changed {
                 continue;
             }
-            let frame = json!({"type": "conversation", "conversation": view::conversation(&self.store, &c, &self.names).await});
-            self.send_all(customer, &self.tabs_of(customer, Some(&site)), &frame);
+            let tabs = self.tabs_of(*customer, Some(account));
+            let frame = json!({"type": "conversation", "conversation": view::state(conversation.0, "queued", None, Some(place), &self.names).await});
+            self.send_all(*customer, &tabs, &frame);
         }
     }
 }
+
+/// How often waiting visitors' places are brought up to date (at most).
+const PLACES_EVERY: Duration = Duration::from_secs(1);
 
 /// How often expired login nonces are deleted (a token lives 24 h at most).
 const PURGE_EVERY: Duration = Duration::from_secs(3600);

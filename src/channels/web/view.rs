@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use super::hub::NAMES_FOR;
+use crate::bus::FiledMessage;
 use crate::ids::{AgentId, ConversationId};
 use crate::store::Store;
 use crate::store::entities::{conversations, messages};
@@ -36,18 +37,16 @@ impl Names {
     }
 }
 
-/// The page's id for a visitor's message, from its stored key
-/// (`w:{visitor}:{client id}`).
-fn client_id(m: &messages::Model) -> Option<&str> {
-    let key = m.dedup_key.as_deref()?.strip_prefix("w:")?;
-    key.split_once(':').map(|(_, id)| id)
+/// One stored message as the visitor sees it.
+pub async fn message(m: &messages::Model, names: &Names) -> Value {
+    filed(&FiledMessage::of(m), names).await
 }
 
-/// One message as the visitor sees it.
-pub async fn message(m: &messages::Model, names: &Names) -> Value {
+/// One message as the visitor sees it (from the bus, no read needed).
+pub async fn filed(m: &FiledMessage, names: &Names) -> Value {
     let (from, agent_name) = match (m.direction.as_str(), m.agent_id) {
         ("in", _) => ("customer", None),
-        (_, Some(a)) => ("agent", names.of(AgentId(a)).await),
+        (_, Some(a)) => ("agent", names.of(a).await),
         _ if m.sender == "robot" => ("robot", None),
         // Notices: who serves them now, the survey…
         _ => ("system", None),
@@ -59,7 +58,7 @@ pub async fn message(m: &messages::Model, names: &Names) -> Value {
         "agent_name": agent_name,
         "msg_type": m.msg_type,
         "text": m.content,
-        "client_id": client_id(m),
+        "client_id": m.client_id,
         "sent_at": m.sent_at,
         // The satisfaction survey: the page offers a button per score.
         "survey": from == "system"
@@ -89,13 +88,32 @@ pub async fn conversation(store: &Store, c: &conversations::Model, names: &Names
     } else {
         None
     };
-    let agent_name = match (c.state.as_str(), c.agent_id) {
-        ("assigned", Some(a)) => names.of(AgentId(a)).await,
+    state(
+        c.id,
+        &c.state,
+        c.agent_id.map(AgentId),
+        queue_position,
+        names,
+    )
+    .await
+}
+
+/// A conversation's state from what is known of it (a bus event, the
+/// queue's order), without reading it again.
+pub async fn state(
+    id: i64,
+    state: &str,
+    agent: Option<AgentId>,
+    queue_position: Option<u64>,
+    names: &Names,
+) -> Value {
+    let agent_name = match (state, agent) {
+        ("assigned", Some(a)) => names.of(a).await,
         _ => None,
     };
     json!({
-        "id": c.id,
-        "state": c.state,
+        "id": id,
+        "state": state,
         "queue_position": queue_position,
         "agent_name": agent_name,
     })
