@@ -24,7 +24,7 @@ enum Persisted {
     /// A routine step: nothing recorded.
     Routine,
     /// Recorded with this id; the event announces it.
-    Recorded(Event, i64),
+    Recorded(Box<Event>, i64),
     /// The conversation changed under us: nothing applied.
     Conflict,
 }
@@ -192,7 +192,7 @@ impl Pipeline {
                 Ok(Persisted::Routine) => None,
                 Ok(Persisted::Recorded(event, id)) => {
                     transition_id = Some(id);
-                    Some(event)
+                    Some(*event)
                 }
                 Ok(Persisted::Conflict) => {
                     // Another worker changed the conversation first: theirs stands.
@@ -355,7 +355,7 @@ impl Pipeline {
             previous_agent: change.from.agent,
             reason,
         };
-        Ok(Persisted::Recorded(event, id))
+        Ok(Persisted::Recorded(Box::new(event), id))
     }
 }
 
