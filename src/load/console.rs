@@ -136,25 +136,27 @@ impl ConsoleReport {
 
 /// What every socket task shares.
 #[derive(Default)]
-struct Seen {
-    /// Message seq → when its callback was sent.
-    sent: Mutex<HashMap<u64, Instant>>,
+pub(super) struct Seen {
+    /// Message seq → when it was sent.
+    pub(super) sent: Mutex<HashMap<u64, Instant>>,
     /// Message seq → how many times a socket got it.
-    got: Mutex<HashMap<u64, u32>>,
-    latency: Mutex<Histogram>,
-    gaps: AtomicU64,
-    reloads: AtomicU64,
-    assigned: AtomicU64,
+    pub(super) got: Mutex<HashMap<u64, u32>>,
+    pub(super) latency: Mutex<Histogram>,
+    pub(super) gaps: AtomicU64,
+    pub(super) reloads: AtomicU64,
+    pub(super) assigned: AtomicU64,
+    /// Sockets the server closed (not stopped by the tool).
+    pub(super) closed: AtomicU64,
     /// Messages numbered at or above this are not timed (the storm's wait
     /// on purpose).
-    untimed_from: AtomicU64,
+    pub(super) untimed_from: AtomicU64,
 }
 
 /// One agent's console.
-struct Tab {
-    cookie: String,
-    last_seq: u64,
-    epoch: Option<String>,
+pub(super) struct Tab {
+    pub(super) cookie: String,
+    pub(super) last_seq: u64,
+    pub(super) epoch: Option<String>,
 }
 
 pub async fn run(args: ConsoleArgs, config_dir: &Path) -> anyhow::Result<ConsoleReport> {
@@ -392,6 +394,16 @@ pub(crate) async fn start_server(
     config_dir: &Path,
     db_url: &str,
 ) -> anyhow::Result<(tokio::process::Child, String)> {
+    start_server_with(exe, config_dir, db_url, &[]).await
+}
+
+/// [`start_server`] with more environment (`KEFU__…` settings).
+pub(crate) async fn start_server_with(
+    exe: &Path,
+    config_dir: &Path,
+    db_url: &str,
+    env: &[(&str, String)],
+) -> anyhow::Result<(tokio::process::Child, String)> {
     let mut child = tokio::process::Command::new(exe)
         .arg("--config")
         .arg(config_dir)
@@ -406,6 +418,7 @@ pub(crate) async fn start_server(
         .env("KEFU__ROUTING__PRESENCE_GRACE_SECS", "86400")
         .env("KEFU_WECHAT_API_BASE", "http://127.0.0.1:9")
         .env("KEFU_WECOM_API_BASE", "http://127.0.0.1:9")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -425,8 +438,15 @@ pub(crate) async fn start_server(
     .ok()
     .flatten()
     .context("the server did not say where it listens")?;
-    // Keep reading its output so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // Keep reading its output so it never blocks on a full pipe; its
+    // warnings and errors are the tool's too.
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("WARN") || line.contains("ERROR") {
+                eprintln!("server: {line}");
+            }
+        }
+    });
     Ok((child, format!("http://{addr}")))
 }
 
@@ -445,13 +465,13 @@ pub(crate) fn memory_of(pid: u32) -> (f64, f64) {
 }
 
 /// A running socket: stop it to learn the last sequence and epoch it saw.
-struct Socket {
+pub(super) struct Socket {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<(u64, Option<String>)>,
 }
 
 impl Socket {
-    fn abort(self) {
+    pub(super) fn abort(self) {
         self.task.abort();
     }
 }
@@ -463,7 +483,11 @@ async fn stop_socket(s: Socket) -> (u64, Option<String>) {
 
 /// Opens every tab's socket at once (resuming where it was) and waits for
 /// each welcome.
-async fn open_all(host: &str, tabs: &mut [Tab], seen: &Arc<Seen>) -> anyhow::Result<Vec<Socket>> {
+pub(super) async fn open_all(
+    host: &str,
+    tabs: &mut [Tab],
+    seen: &Arc<Seen>,
+) -> anyhow::Result<Vec<Socket>> {
     let mut opening = tokio::task::JoinSet::new();
     for (i, tab) in tabs.iter().enumerate() {
         let url = format!("ws://{host}/api/ws");
@@ -530,6 +554,7 @@ async fn follow(
             if matches!(frame, Some(Ok(_))) {
                 continue;
             }
+            seen.closed.fetch_add(1, Ordering::Relaxed);
             break;
         };
         let now = Instant::now();
@@ -640,7 +665,7 @@ async fn send_at<'a>(
 }
 
 /// Waits until messages `0..n` (the timed ones) all arrived, or the time is up.
-async fn wait_delivered(seen: &Seen, n: u64, within: Duration) {
+pub(super) async fn wait_delivered(seen: &Seen, n: u64, within: Duration) {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         let done = seen.got.lock().map(|g| g.len() as u64 >= n).unwrap_or(true);

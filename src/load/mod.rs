@@ -33,6 +33,7 @@ pub mod routing;
 pub mod runner;
 pub mod search;
 pub mod stats;
+pub mod widget;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -95,6 +96,15 @@ pub enum LoadCommand {
     /// supervisor and an agent (exit 1 when a search that must find
     /// something finds nothing or fails).
     Search(search::SearchArgs),
+    /// Start thousands of website visitors' chats and hold their sockets
+    /// (in child processes), open agents' consoles, and time visitors'
+    /// messages from request to the agent's socket; report memory per idle
+    /// connection (exit 1 on a lost, duplicated or out-of-sequence message
+    /// or a dropped socket).
+    Widget(widget::WidgetArgs),
+    /// Holds visitors' sockets for `kefu load widget` (its URLs on stdin).
+    #[command(hide = true)]
+    WidgetVisitors(widget::VisitorsArgs),
 }
 
 /// `kefu load callbacks …`
@@ -265,6 +275,22 @@ pub async fn run(args: LoadArgs, config_dir: &Path) -> ExitCode {
                 console::ConsoleReport::ok,
             )
         }
+        LoadCommand::Widget(a) => {
+            let json = a.json;
+            finish(
+                widget::run(a, config_dir).await,
+                json,
+                widget::WidgetReport::render,
+                widget::WidgetReport::ok,
+            )
+        }
+        LoadCommand::WidgetVisitors(a) => match widget::hold_visitors(a).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         LoadCommand::Search(a) => {
             let json = a.json;
             finish(

@@ -316,3 +316,46 @@ async fn the_console_benchmark_delivers_every_message_once_and_survives_a_reconn
     assert_eq!(report.storm_reconnected, 20);
     assert!(report.server_peak_rss_mb > 0.0);
 }
+
+#[tokio::test]
+async fn the_widget_benchmark_holds_every_visitor_and_delivers_every_message_once() {
+    // On PostgreSQL + Redis (when the suite runs there), as a cluster of two.
+    let postgres = std::env::var("KEFU_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let redis_url = std::env::var("KEFU_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let instances = if postgres.is_some() && redis_url.is_some() {
+        2
+    } else {
+        1
+    };
+    let args = kefu::load::widget::WidgetArgs {
+        visitors: 60,
+        agents: 6,
+        rate: 50.0,
+        duration: 1.0,
+        handoff_rate: 200.0,
+        settle: 0.5,
+        instances,
+        per_process: 25,
+        postgres,
+        redis_url,
+        json: false,
+        server_bin: Some(env!("CARGO_BIN_EXE_kefu").into()),
+    };
+    let report = kefu::load::widget::run(args, &repo_config_dir())
+        .await
+        .expect("the benchmark runs");
+    assert!(report.ok(), "{}", report.render());
+    assert_eq!(
+        (report.sockets_open, report.assigned, report.delivered),
+        (60, 60, 50),
+        "{}",
+        report.render()
+    );
+    // Each visitor's page saw its own messages (and its agent's greeting).
+    assert!(report.visitor_frames >= 50, "{}", report.render());
+    assert!(report.server_rss_mb_idle > 0.0);
+}
