@@ -188,18 +188,8 @@ pub async fn run(args: ConsoleArgs, config_dir: &Path) -> anyhow::Result<Console
     );
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
-    let agents = store
-        .seed_agents(
-            &(0..args.agents)
-                .map(|i| SeedAgent {
-                    login: format!("load{i}"),
-                    name: format!("客服{i}"),
-                    capacity: args.per_agent,
-                    status: AgentStatus::Idle,
-                })
-                .collect::<Vec<_>>(),
-        )
-        .await?;
+    let (agents, mut tabs) =
+        seed_consoles(&store, args.agents, args.per_agent, "kefu load console").await?;
     let customers = args.agents * args.per_agent;
     store
         .seed_customers(
@@ -214,28 +204,6 @@ pub async fn run(args: ConsoleArgs, config_dir: &Path) -> anyhow::Result<Console
                 .collect::<Vec<_>>(),
         )
         .await?;
-    let mut tabs = Vec::with_capacity(agents.len());
-    let now = chrono::Utc::now();
-    for a in &agents {
-        let token = crate::auth::token::generate();
-        let id = crate::auth::token::digest(&token);
-        store
-            .insert_session(&NewSession {
-                id: &id,
-                agent_id: *a,
-                csrf_token: "load",
-                now,
-                expires_at: now + chrono::TimeDelta::hours(12),
-                ip: None,
-                user_agent: Some("kefu load console"),
-            })
-            .await?;
-        tabs.push(Tab {
-            cookie: format!("kefu_session={token}"),
-            last_seq: 0,
-            epoch: None,
-        });
-    }
     store.close().await;
 
     // The server, as its own process.
@@ -386,6 +354,50 @@ pub async fn run(args: ConsoleArgs, config_dir: &Path) -> anyhow::Result<Console
         storm_delivered,
         storm_secs,
     })
+}
+
+/// Seeds `n` idle agents with room for `capacity` conversations each, and
+/// a signed-in console (session cookie) for each.
+pub(super) async fn seed_consoles(
+    store: &Store,
+    n: u32,
+    capacity: u32,
+    user_agent: &str,
+) -> anyhow::Result<(Vec<crate::ids::AgentId>, Vec<Tab>)> {
+    let agents = store
+        .seed_agents(
+            &(0..n)
+                .map(|i| SeedAgent {
+                    login: format!("load{i}"),
+                    name: format!("客服{i}"),
+                    capacity,
+                    status: AgentStatus::Idle,
+                })
+                .collect::<Vec<_>>(),
+        )
+        .await?;
+    let mut tabs = Vec::with_capacity(agents.len());
+    let now = chrono::Utc::now();
+    for a in &agents {
+        let token = crate::auth::token::generate();
+        store
+            .insert_session(&NewSession {
+                id: &crate::auth::token::digest(&token),
+                agent_id: *a,
+                csrf_token: "load",
+                now,
+                expires_at: now + chrono::TimeDelta::hours(12),
+                ip: None,
+                user_agent: Some(user_agent),
+            })
+            .await?;
+        tabs.push(Tab {
+            cookie: format!("kefu_session={token}"),
+            last_seq: 0,
+            epoch: None,
+        });
+    }
+    Ok((agents, tabs))
 }
 
 /// `kefu serve` on the seeded database; its address from the banner.

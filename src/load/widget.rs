@@ -33,12 +33,9 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
 
-use super::console::{Seen, Tab, memory_of, open_all, start_server_with, wait_delivered};
+use super::console::{Seen, memory_of, open_all, seed_consoles, start_server_with, wait_delivered};
 use super::stats::LatencySummary;
-use crate::routing::AgentStatus;
 use crate::store::Store;
-use crate::store::bulk::SeedAgent;
-use crate::store::sessions::NewSession;
 
 #[derive(Debug, Clone, Args)]
 pub struct WidgetArgs {
@@ -253,39 +250,7 @@ async fn run_on(
     let per_agent = args.visitors.div_ceil(args.agents);
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
-    let agents = store
-        .seed_agents(
-            &(0..args.agents)
-                .map(|i| SeedAgent {
-                    login: format!("load{i}"),
-                    name: format!("客服{i}"),
-                    capacity: per_agent,
-                    status: AgentStatus::Idle,
-                })
-                .collect::<Vec<_>>(),
-        )
-        .await?;
-    let mut tabs = Vec::with_capacity(agents.len());
-    let now = chrono::Utc::now();
-    for a in &agents {
-        let token = crate::auth::token::generate();
-        store
-            .insert_session(&NewSession {
-                id: &crate::auth::token::digest(&token),
-                agent_id: *a,
-                csrf_token: "load",
-                now,
-                expires_at: now + chrono::TimeDelta::hours(12),
-                ip: None,
-                user_agent: Some("kefu load widget"),
-            })
-            .await?;
-        tabs.push(Tab {
-            cookie: format!("kefu_session={token}"),
-            last_seq: 0,
-            epoch: None,
-        });
-    }
+    let (_, mut tabs) = seed_consoles(&store, args.agents, per_agent, "kefu load widget").await?;
     store.close().await;
 
     // The servers, each its own process; visitors may start chats and

@@ -217,12 +217,7 @@ impl WidgetHub {
                 let tabs = self.tabs_of(*customer, Some(account));
                 if !tabs.is_empty() {
                     let place = if state == "queued" {
-                        self.store
-                            .queue_position(*conversation)
-                            .await
-                            .ok()
-                            .flatten()
-                            .map(|(_, ahead)| ahead)
+                        view::queue_place(&self.store, *conversation).await
                     } else {
                         None
                     };

@@ -79,12 +79,7 @@ pub async fn messages(list: &[messages::Model], names: &Names) -> Vec<Value> {
 /// how many wait before them.
 pub async fn conversation(store: &Store, c: &conversations::Model, names: &Names) -> Value {
     let queue_position = if c.state == "queued" {
-        store
-            .queue_position(ConversationId(c.id))
-            .await
-            .ok()
-            .flatten()
-            .map(|(_, ahead)| ahead)
+        queue_place(store, ConversationId(c.id)).await
     } else {
         None
     };
@@ -96,6 +91,16 @@ pub async fn conversation(store: &Store, c: &conversations::Model, names: &Names
         names,
     )
     .await
+}
+
+/// How many wait before a queued conversation (none: not placed yet).
+pub async fn queue_place(store: &Store, conversation: ConversationId) -> Option<u64> {
+    store
+        .queue_position(conversation)
+        .await
+        .ok()
+        .flatten()
+        .map(|(_, ahead)| ahead)
 }
 
 /// A conversation's state from what is known of it (a bus event, the
