@@ -266,5 +266,6 @@ pub fn to_new_inbound(acc: &ChannelAccount, m: &Value) -> Option<NewInbound> {
         payload: m.to_string(),
         channel_msg_id: Some(msgid.chars().take(128).collect()),
         sent_at,
+        media_object_id: None,
     })
 }

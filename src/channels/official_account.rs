@@ -253,6 +253,7 @@ pub fn to_new_inbound(account: &crate::ids::AccountId, inbound: Inbound) -> NewI
         payload: inbound.raw,
         channel_msg_id,
         sent_at,
+        media_object_id: None,
     }
 }
 

@@ -29,10 +29,11 @@ use crate::ids::{ConversationId, MessageId};
 use crate::media::MediaError;
 use crate::media::outgoing::{self, Refused};
 use crate::state::AppState;
+use crate::store::messages::Channel;
 
 /// After a refusal, the rest of a body up to this size is read and
 /// dropped, so the browser sees the answer instead of a reset connection.
-const DRAIN_BYTES: u64 = 32 * 1024 * 1024;
+pub(crate) const DRAIN_BYTES: u64 = 32 * 1024 * 1024;
 /// And for at most this long.
 const DRAIN_TIME: Duration = Duration::from_secs(10);
 
@@ -96,11 +97,16 @@ async fn receive(
             msg_type: m.msg_type,
         }));
     }
-    let channel = state
-        .channels
-        .get_any(target.account.as_str())
-        .map(|a| a.account.kind)
-        .ok_or_else(|| ApiError::new(Code::Conflict, "the account is no longer configured"))?;
+    let channel = match state.channels.get_any(target.account.as_str()) {
+        Some(a) => a.account.kind.into(),
+        None if state.channels.site(target.account.as_str()).is_some() => Channel::Web,
+        None => {
+            return Err(ApiError::new(
+                Code::Conflict,
+                "the account is no longer configured",
+            ));
+        }
+    };
     let name = q.name.as_deref().and_then(outgoing::clean_name);
     let declared_type = req
         .headers()
@@ -163,7 +169,7 @@ async fn receive(
 }
 
 /// What a refused or failed upload answers.
-fn media_error(e: MediaError) -> ApiError {
+pub(crate) fn media_error(e: MediaError) -> ApiError {
     let message = e.to_string();
     match e {
         MediaError::Refused(r) => {
@@ -185,7 +191,7 @@ fn media_error(e: MediaError) -> ApiError {
 
 /// Reads and drops what is left of a refused body (bounded in size and
 /// time), so the client reads the answer rather than a reset.
-async fn drain(body: &mut web::Payload) {
+pub(crate) async fn drain(body: &mut web::Payload) {
     let work = async {
         let mut seen = 0u64;
         while let Some(Ok(chunk)) = body.next().await {

@@ -588,6 +588,7 @@ async fn run_on(
             payload: "<xml/>".into(),
             channel_msg_id: Some(seq.to_string()),
             sent_at: Utc::now(),
+            media_object_id: None,
         };
         let (ingest, started, counts) = (ingest.clone(), started.clone(), counts.clone());
         sends.spawn(async move {

@@ -223,7 +223,12 @@ pub async fn run(args: WidgetArgs, config_dir: &Path) -> anyhow::Result<WidgetRe
     )
     .await;
     if let Some((server, (_, name))) = &pg {
-        drop_database(server, name).await;
+        // A run that lost messages keeps its database for a post-mortem.
+        if result.as_ref().is_ok_and(|r| r.lost > 0) {
+            eprintln!("messages were lost: database {name} kept for inspection");
+        } else {
+            drop_database(server, name).await;
+        }
     }
     result
 }
@@ -461,6 +466,11 @@ async fn run_on(
         .lock()
         .map_err(|_| anyhow::anyhow!("poisoned"))?
         .clone();
+    let missing: Vec<u64> = (0..total).filter(|s| !got.contains_key(s)).collect();
+    if !missing.is_empty() {
+        let shown: Vec<String> = missing.iter().take(50).map(|n| format!("m{n}")).collect();
+        eprintln!("not delivered (client ids): {}", shown.join(" "));
+    }
     for c in consoles {
         c.abort();
     }

@@ -12,6 +12,12 @@
 //! | video | mp4, ≤ 10 MB                | mp4, ≤ 10 MB                      |
 //! | file  | refused (no `file` message) | anything else, 6 bytes to 20 MB   |
 //!
+//! Web chat (the widget) plays what a browser plays: pictures (jpg, png,
+//! gif, webp), sound (amr, mp3, ogg, webm, m4a, wav: what browsers record
+//! is webm or ogg Opus, or m4a), video (mp4, webm, mov), and any other file,
+//! to the store's limits (`media.max_*_bytes`). Visitors' uploads follow
+//! the same rules.
+//!
 //! The Official Account image limit is WeChat's smaller documented one
 //! (its page states both 10 MB and 2 MB). On WeCom, whose `image` and
 //! `voice` take only JPG/PNG and AMR, a GIF or an MP3 goes as a file.
@@ -19,7 +25,8 @@
 //! smaller.
 
 use super::rules::{self, MediaKind};
-use crate::config::{AccountKind, MediaSettings};
+use crate::config::MediaSettings;
+use crate::store::messages::Channel;
 
 const MB: u64 = 1024 * 1024;
 
@@ -50,10 +57,10 @@ pub enum Refused {
     TooLarge { kind: MediaKind, limit: u64 },
     /// The name or declared type says picture, sound or video; the content
     /// is not one WeChat takes.
-    #[error("文件内容与其名称或类型不符，不是可发送的{}（允许：{}）。The file's content does not match its name or type: it is not a valid {} for WeChat (allowed: {}).", .claimed.label_zh(), allowed(*.channel, *.claimed), .claimed.label_en(), allowed(*.channel, *.claimed))]
+    #[error("文件内容与其名称或类型不符，不是可发送的{}（允许：{}）。The file's content does not match its name or type: it is not a valid {} to send here (allowed: {}).", .claimed.label_zh(), allowed(*.channel, *.claimed), .claimed.label_en(), allowed(*.channel, *.claimed))]
     NotWhatItClaims {
         claimed: MediaKind,
-        channel: AccountKind,
+        channel: Channel,
     },
     #[error("上传中断，请重新发送。The upload was interrupted; send it again.")]
     Interrupted,
@@ -64,33 +71,37 @@ pub enum Refused {
 }
 
 /// The formats the channel sends as `kind`, for messages.
-fn allowed(channel: AccountKind, kind: MediaKind) -> &'static str {
+fn allowed(channel: Channel, kind: MediaKind) -> &'static str {
     match (channel, kind) {
-        (AccountKind::OfficialAccount, MediaKind::Image) => "jpg, png, gif",
-        (AccountKind::WecomKf, MediaKind::Image) => "jpg, png",
-        (AccountKind::OfficialAccount, MediaKind::Voice) => "amr, mp3",
-        (AccountKind::WecomKf, MediaKind::Voice) => "amr",
+        (Channel::OfficialAccount, MediaKind::Image) => "jpg, png, gif",
+        (Channel::WecomKf, MediaKind::Image) => "jpg, png",
+        (Channel::OfficialAccount, MediaKind::Voice) => "amr, mp3",
+        (Channel::WecomKf, MediaKind::Voice) => "amr",
+        (Channel::Web, MediaKind::Image) => "jpg, png, gif, webp",
+        (Channel::Web, MediaKind::Voice) => "amr, mp3, ogg, webm, m4a, wav",
+        (Channel::Web, MediaKind::Video) => "mp4, webm, mov",
         (_, MediaKind::Video) => "mp4",
         (_, MediaKind::File) => "any",
     }
 }
 
 /// The channel's limit for `kind`, never above the store's.
-pub fn limit(channel: AccountKind, kind: MediaKind, store: &MediaSettings) -> u64 {
+pub fn limit(channel: Channel, kind: MediaKind, store: &MediaSettings) -> u64 {
     let channel_limit = match (channel, kind) {
-        (AccountKind::OfficialAccount, MediaKind::Image) => 2 * MB,
-        (AccountKind::WecomKf, MediaKind::Image) => 10 * MB,
-        (_, MediaKind::Voice) => 2 * MB,
-        (_, MediaKind::Video) => 10 * MB,
-        (AccountKind::OfficialAccount, MediaKind::File) => 0,
-        (AccountKind::WecomKf, MediaKind::File) => 20 * MB,
+        (Channel::OfficialAccount, MediaKind::Image) => 2 * MB,
+        (Channel::WecomKf, MediaKind::Image) => 10 * MB,
+        (Channel::OfficialAccount | Channel::WecomKf, MediaKind::Voice) => 2 * MB,
+        (Channel::OfficialAccount | Channel::WecomKf, MediaKind::Video) => 10 * MB,
+        (Channel::OfficialAccount, MediaKind::File) => 0,
+        (Channel::WecomKf, MediaKind::File) => 20 * MB,
+        (Channel::Web, _) => u64::MAX,
     };
     channel_limit.min(kind.limit(store))
 }
 
 /// The largest upload the channel takes at all (a declared length over it
 /// is refused before anything is read).
-pub fn largest(channel: AccountKind, store: &MediaSettings) -> u64 {
+pub fn largest(channel: Channel, store: &MediaSettings) -> u64 {
     [
         MediaKind::Image,
         MediaKind::Voice,
@@ -167,10 +178,10 @@ fn claimed(name: Option<&str>, declared: Option<&str>) -> Option<MediaKind> {
 
 /// Whether the channel sends content of this type as `kind` itself (else,
 /// on WeCom, as a file).
-fn channel_takes(channel: AccountKind, content_type: &str) -> bool {
+fn channel_takes(channel: Channel, content_type: &str) -> bool {
     match channel {
-        AccountKind::OfficialAccount => true,
-        AccountKind::WecomKf => !matches!(content_type, "image/gif" | "audio/mpeg"),
+        Channel::OfficialAccount | Channel::Web => true,
+        Channel::WecomKf => !matches!(content_type, "image/gif" | "audio/mpeg"),
     }
 }
 
@@ -178,13 +189,16 @@ fn channel_takes(channel: AccountKind, content_type: &str) -> bool {
 /// and `declared` are what the browser said. Sizes are checked apart
 /// ([`check_size`]).
 pub fn classify(
-    channel: AccountKind,
+    channel: Channel,
     head: &[u8],
     name: Option<&str>,
     declared: Option<&str>,
 ) -> Result<Sendable, Refused> {
     if head.is_empty() {
         return Err(Refused::Empty);
+    }
+    if channel == Channel::Web {
+        return classify_web(head, name, declared);
     }
     let sniffed = sniff_media(head).filter(|(_, ct)| channel_takes(channel, ct));
     if let Some((kind, ct)) = sniffed {
@@ -200,7 +214,7 @@ pub fn classify(
             return Err(Refused::NotWhatItClaims { claimed, channel });
         }
     }
-    if channel == AccountKind::OfficialAccount {
+    if channel == Channel::OfficialAccount {
         return Err(Refused::NoFilesOnOfficialAccounts);
     }
     // Any file: its declared type if specific (active content is defused
@@ -221,9 +235,86 @@ pub fn classify(
     })
 }
 
+/// [`classify`] for web chat: what a browser plays goes as such, a file
+/// that claims to be a picture, sound or video and is none is refused, and
+/// anything else is a file.
+fn classify_web(
+    head: &[u8],
+    name: Option<&str>,
+    declared: Option<&str>,
+) -> Result<Sendable, Refused> {
+    let declared_ct = rules::normalize(declared.unwrap_or(""));
+    let says_audio = declared_ct.starts_with("audio/")
+        || name.is_some_and(|n| {
+            let n = n.to_ascii_lowercase();
+            [".m4a", ".ogg", ".opus", ".weba", ".mp3", ".amr", ".wav"]
+                .iter()
+                .any(|e| n.ends_with(e))
+        });
+    if let Some((kind, content_type)) = sniff_web(head, says_audio) {
+        return Ok(Sendable {
+            kind,
+            content_type: content_type.into(),
+        });
+    }
+    let claimed = claimed(name, declared).or(match declared_ct.split('/').next() {
+        Some("audio") => Some(MediaKind::Voice),
+        Some("video") => Some(MediaKind::Video),
+        _ => None,
+    });
+    if let Some(claimed) = claimed {
+        return Err(Refused::NotWhatItClaims {
+            claimed,
+            channel: Channel::Web,
+        });
+    }
+    let content_type = Some(declared_ct)
+        .filter(|d| d != "application/octet-stream")
+        .or_else(|| rules::sniff(MediaKind::File, head).map(str::to_owned))
+        .unwrap_or_else(|| "application/octet-stream".into());
+    Ok(Sendable {
+        kind: MediaKind::File,
+        content_type,
+    })
+}
+
+/// What a browser plays, by its first bytes; `audio`: the file says it is
+/// sound (a recording in a webm or MP4 container is told from a video so).
+fn sniff_web(head: &[u8], audio: bool) -> Option<(MediaKind, &'static str)> {
+    let starts = |m: &[u8]| head.starts_with(m);
+    if let Some(found) = sniff_media(head) {
+        return Some(match found {
+            (MediaKind::Video, _) if audio => (MediaKind::Voice, "audio/mp4"),
+            found => found,
+        });
+    }
+    Some(if starts(b"RIFF") && head.get(8..12) == Some(b"WEBP") {
+        (MediaKind::Image, "image/webp")
+    } else if starts(b"RIFF") && head.get(8..12) == Some(b"WAVE") {
+        (MediaKind::Voice, "audio/wav")
+    } else if starts(b"OggS") {
+        (MediaKind::Voice, "audio/ogg")
+    } else if starts(&[0x1A, 0x45, 0xDF, 0xA3]) {
+        // Matroska/WebM: MediaRecorder's sound in Chromium and Firefox.
+        if audio {
+            (MediaKind::Voice, "audio/webm")
+        } else {
+            (MediaKind::Video, "video/webm")
+        }
+    } else if head.get(4..8) == Some(b"ftyp") {
+        match head.get(8..12) {
+            Some(b"M4A " | b"M4B ") => (MediaKind::Voice, "audio/mp4"),
+            Some(b"qt  ") => (MediaKind::Video, "video/quicktime"),
+            _ => return None,
+        }
+    } else {
+        return None;
+    })
+}
+
 /// Checks a size (declared or received) against the channel's limit.
 pub fn check_size(
-    channel: AccountKind,
+    channel: Channel,
     kind: MediaKind,
     size: u64,
     store: &MediaSettings,
@@ -233,7 +324,7 @@ pub fn check_size(
         Err(Refused::Empty)
     } else if size > limit {
         Err(Refused::TooLarge { kind, limit })
-    } else if channel == AccountKind::WecomKf && size < WECOM_MIN_BYTES {
+    } else if channel == Channel::WecomKf && size < WECOM_MIN_BYTES {
         Err(Refused::TooSmall)
     } else {
         Ok(())
@@ -258,8 +349,8 @@ pub fn clean_name(name: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    const OA: AccountKind = AccountKind::OfficialAccount;
-    const KF: AccountKind = AccountKind::WecomKf;
+    const OA: Channel = Channel::OfficialAccount;
+    const KF: Channel = Channel::WecomKf;
     const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
     const JPG: &[u8] = b"\xFF\xD8\xFF\xE0\0\x10JFIF";
     const GIF: &[u8] = b"GIF89a\x01\0\x01\0";
@@ -268,12 +359,7 @@ mod tests {
     const MP4: &[u8] = b"\0\0\0\x18ftypmp42\0\0\0\0";
     const PDF: &[u8] = b"%PDF-1.7\n%";
 
-    fn kind(
-        c: AccountKind,
-        head: &[u8],
-        name: &str,
-        ct: Option<&str>,
-    ) -> Result<MediaKind, Refused> {
+    fn kind(c: Channel, head: &[u8], name: &str, ct: Option<&str>) -> Result<MediaKind, Refused> {
         classify(c, head, Some(name), ct).map(|s| s.kind)
     }
 
@@ -424,5 +510,87 @@ mod tests {
         assert_eq!(clean_name("..."), None);
         assert_eq!(clean_name(""), None);
         assert_eq!(clean_name(&"x".repeat(300)).unwrap().chars().count(), 100);
+    }
+
+    #[test]
+    fn web_chat_takes_what_a_browser_plays() {
+        const WEB: Channel = Channel::Web;
+        let sent = |head: &[u8], name: &str, ct: Option<&str>| {
+            classify(WEB, head, Some(name), ct).map(|s| (s.kind, s.content_type))
+        };
+        let webm = b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01";
+        let ok = |k: MediaKind, ct: &str| Ok((k, ct.to_owned()));
+        assert_eq!(sent(PNG, "a.png", None), ok(MediaKind::Image, "image/png"));
+        assert_eq!(
+            sent(b"RIFF\0\0\0\0WEBPVP8 ", "a.webp", None),
+            ok(MediaKind::Image, "image/webp")
+        );
+        // Recordings: MediaRecorder's WebM or Ogg Opus, Safari's MP4.
+        assert_eq!(
+            sent(webm, "voice.webm", Some("audio/webm;codecs=opus")),
+            ok(MediaKind::Voice, "audio/webm")
+        );
+        assert_eq!(
+            sent(webm, "clip.webm", Some("video/webm")),
+            ok(MediaKind::Video, "video/webm")
+        );
+        assert_eq!(
+            sent(b"OggS\0\x02", "v.ogg", None),
+            ok(MediaKind::Voice, "audio/ogg")
+        );
+        assert_eq!(
+            sent(MP4, "voice.mp4", Some("audio/mp4")),
+            ok(MediaKind::Voice, "audio/mp4")
+        );
+        assert_eq!(
+            sent(b"\0\0\0\x18ftypM4A \0", "v.m4a", None),
+            ok(MediaKind::Voice, "audio/mp4")
+        );
+        assert_eq!(sent(MP4, "v.mp4", None), ok(MediaKind::Video, "video/mp4"));
+        assert_eq!(
+            sent(
+                b"\0\0\0\x14ftypqt  \0",
+                "IMG_1.MOV",
+                Some("video/quicktime")
+            ),
+            ok(MediaKind::Video, "video/quicktime")
+        );
+        assert_eq!(sent(AMR, "v.amr", None), ok(MediaKind::Voice, "audio/amr"));
+        // Files: anything else, under its declared type.
+        assert_eq!(
+            sent(PDF, "合同.pdf", Some("application/pdf")),
+            ok(MediaKind::File, "application/pdf")
+        );
+        assert_eq!(
+            sent(b"hello", "notes.txt", None),
+            ok(MediaKind::File, "application/octet-stream")
+        );
+        // A claim the content does not bear out is refused.
+        for (name, ct) in [
+            ("a.png", Some("image/png")),
+            ("a.bin", Some("audio/webm")),
+            ("a.bin", Some("video/mp4")),
+            ("a.jpg", None),
+        ] {
+            assert!(
+                matches!(
+                    sent(b"<script>", name, ct),
+                    Err(Refused::NotWhatItClaims { .. })
+                ),
+                "{name} {ct:?}"
+            );
+        }
+        assert_eq!(classify(WEB, b"", None, None), Err(Refused::Empty));
+        // The store's limits, nothing smaller.
+        let store = MediaSettings::default();
+        for k in [
+            MediaKind::Image,
+            MediaKind::Voice,
+            MediaKind::Video,
+            MediaKind::File,
+        ] {
+            assert_eq!(limit(WEB, k, &store), k.limit(&store));
+        }
+        assert_eq!(check_size(WEB, MediaKind::File, 3, &store), Ok(()));
     }
 }

@@ -32,6 +32,14 @@ async fn serve(
     if !may_see(&state, &user, id).await? {
         return Err(not_found());
     }
+    tracing::debug!(media_id = id, user = %user.login, "media served");
+    stream(&state, id).await
+}
+
+/// The stored file `id` as an answer (its recorded type, inline or as an
+/// attachment, never sniffed or run), for a caller already allowed to see it.
+pub async fn stream(state: &AppState, id: i64) -> Result<HttpResponse, ApiError> {
+    let not_found = || ApiError::new(Code::NotFound, "no such media");
     let (row, path) = state.media.store.open(id).await.map_err(|e| match e {
         MediaError::NotFound => not_found(),
         e => ApiError::internal(e),
@@ -43,7 +51,6 @@ async fn serve(
             return Err(not_found());
         }
     };
-    tracing::debug!(media_id = id, user = %user.login, "media served");
     let disposition = if rules::inline(&row.content_type) {
         "inline".to_owned()
     } else {

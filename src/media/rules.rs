@@ -35,8 +35,9 @@ const VOICE_TYPES: &[&str] = &[
     "audio/x-wav",
     "audio/mp4",
     "audio/aac",
+    "audio/webm",
 ];
-const VIDEO_TYPES: &[&str] = &["video/mp4"];
+const VIDEO_TYPES: &[&str] = &["video/mp4", "video/webm", "video/quicktime"];
 
 /// Types a browser would run or render as a page: stored as
 /// `application/octet-stream` so they are only ever downloaded.
@@ -222,7 +223,10 @@ pub fn extension(ct: &str) -> &'static str {
         "audio/wav" | "audio/x-wav" => "wav",
         "audio/mp4" => "m4a",
         "audio/aac" => "aac",
+        "audio/webm" => "weba",
         "video/mp4" => "mp4",
+        "video/webm" => "webm",
+        "video/quicktime" => "mov",
         "application/pdf" => "pdf",
         "application/zip" => "zip",
         _ => "bin",

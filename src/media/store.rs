@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt;
 use super::MediaError;
 use super::outgoing::{self, Refused, Sendable};
 use super::rules::{self, MediaKind};
-use crate::config::{AccountKind, MediaSettings};
+use crate::config::MediaSettings;
 use crate::store::Store;
 use crate::store::entities::media_objects;
 use crate::store::media::NewMediaObject;
@@ -200,7 +200,7 @@ impl MediaStore {
     /// what the browser said (they only serve to refuse a file that lies).
     pub async fn receive_upload<S, E>(
         &self,
-        channel: AccountKind,
+        channel: crate::store::messages::Channel,
         name: Option<&str>,
         declared: Option<&str>,
         content_length: Option<u64>,

@@ -8,7 +8,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::entities::{conversation_transitions as transitions, conversations, messages};
 use super::{Store, StoreError};
-use crate::ids::{AgentId, ConversationId, CustomerId, MessageId};
+use crate::ids::{AccountId, AgentId, ConversationId, CustomerId, MessageId};
 
 /// Conversations listed in a customer panel.
 pub const PANEL_CONVERSATIONS: u64 = 200;
@@ -158,5 +158,36 @@ impl Store {
                 customer: u.map(CustomerId),
             })
             .collect())
+    }
+
+    /// Whether a web visitor may open a stored file: a message of their
+    /// customer's (theirs or to them) carries it, or one they sent as
+    /// `sender` on `account` (before the pipeline files it).
+    pub async fn media_seen_by_visitor(
+        &self,
+        media_object: i64,
+        customer: Option<CustomerId>,
+        account: &AccountId,
+        sender: &str,
+    ) -> Result<bool, StoreError> {
+        use sea_orm::Condition;
+        let theirs = Condition::all()
+            .add(messages::Column::AccountId.eq(account.as_str()))
+            .add(messages::Column::Sender.eq(sender))
+            .add(messages::Column::Direction.eq("in"));
+        let mut who = Condition::any().add(theirs);
+        if let Some(c) = customer {
+            who = who.add(messages::Column::CustomerId.eq(c.0));
+        }
+        let found = messages::Entity::find()
+            .select_only()
+            .column(messages::Column::Id)
+            .filter(messages::Column::MediaObjectId.eq(media_object))
+            .filter(who)
+            .limit(1)
+            .into_tuple::<i64>()
+            .one(self.conn())
+            .await?;
+        Ok(found.is_some())
     }
 }

@@ -20,6 +20,15 @@ pub enum Channel {
     Web,
 }
 
+impl From<crate::config::AccountKind> for Channel {
+    fn from(kind: crate::config::AccountKind) -> Self {
+        match kind {
+            crate::config::AccountKind::OfficialAccount => Channel::OfficialAccount,
+            crate::config::AccountKind::WecomKf => Channel::WecomKf,
+        }
+    }
+}
+
 impl Channel {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -67,6 +76,9 @@ pub struct NewInbound {
     pub channel_msg_id: Option<String>,
     /// When the channel says it was sent.
     pub sent_at: DateTime<Utc>,
+    /// The stored file, when it came with the message (web visitors'
+    /// uploads; WeChat's media is downloaded after storing).
+    pub media_object_id: Option<i64>,
 }
 
 /// The outcome of storing one inbound message.
@@ -255,6 +267,7 @@ pub(crate) async fn insert_inbound_in(
             C::ChannelMsgId,
             C::SentAt,
             C::CreatedAt,
+            C::MediaObjectId,
         ]);
         let now = Utc::now();
         for m in chunk {
@@ -270,6 +283,7 @@ pub(crate) async fn insert_inbound_in(
                 m.channel_msg_id.clone().into(),
                 m.sent_at.into(),
                 now.into(),
+                m.media_object_id.into(),
             ])
             .map_err(|e| StoreError::Db(sea_orm::DbErr::Custom(e.to_string())))?;
         }
@@ -370,6 +384,7 @@ mod tests {
             payload: "<xml/>".into(),
             channel_msg_id: None,
             sent_at: Utc::now(),
+            media_object_id: None,
         }
     }
 

@@ -21,13 +21,13 @@ use crate::login::browser::Session;
 use crate::wechat_client::{Mode, text_xml_now};
 
 /// A small but real PNG header and some bytes.
-fn png(n: usize) -> Vec<u8> {
+pub(crate) fn png(n: usize) -> Vec<u8> {
     let mut v = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0".to_vec();
     v.resize(n.max(v.len()), 7);
     v
 }
 
-fn pdf() -> Vec<u8> {
+pub(crate) fn pdf() -> Vec<u8> {
     let mut v = b"%PDF-1.7\n%\xE2\xE3\xCF\xD3\n1 0 obj\n".to_vec();
     v.extend(std::iter::repeat_n(b'x', 2000));
     v
@@ -43,7 +43,7 @@ async fn app() -> TestApp {
 
 /// `POST /api/conversations/{c}/media?…` of `body` as `s` (with the CSRF
 /// header unless `forged`).
-async fn upload(
+pub(crate) async fn upload(
     app: &TestApp,
     s: &Session,
     c: ConversationId,

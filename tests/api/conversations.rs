@@ -246,6 +246,7 @@ async fn a_message_missed_on_the_bus_is_caught_up_by_the_sweep() {
         payload: "<xml/>".into(),
         channel_msg_id: None,
         sent_at: chrono::Utc::now(),
+        media_object_id: None,
     };
     let inserted = store.insert_inbound_batch(&[msg]).await.unwrap();
     let kefu::store::messages::Inserted::New(id) = inserted[0] else {
@@ -275,6 +276,7 @@ async fn a_web_visitor_message_missed_on_the_bus_is_caught_up_by_the_sweep() {
         payload: json!({"text": "你好", "client_id": "c-1"}).to_string(),
         channel_msg_id: None,
         sent_at: chrono::Utc::now(),
+        media_object_id: None,
     };
     // And the 转人工 button's event after it.
     let handoff = NewInbound {

@@ -36,5 +36,6 @@ mod unionid;
 mod wecom;
 mod widget;
 mod widget_login;
+mod widget_media;
 mod widget_page;
 mod workbench;

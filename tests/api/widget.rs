@@ -18,15 +18,15 @@ use kefu::bus::Event;
 use crate::desk::{api_post, changed, next_event, session, staff};
 use crate::helpers::{TestApp, spawn_app};
 
-const KEY: &str = "pk_demo_web_example_key";
+pub(crate) const KEY: &str = "pk_demo_web_example_key";
 const WAIT: Duration = Duration::from_secs(10);
 
-type Ws =
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// `POST /widget/api/...` as a visitor (token `None`: no Authorization),
 /// from the page at `origin` (`None`: no Origin header).
-async fn post(
+pub(crate) async fn post(
     app: &TestApp,
     path: &str,
     visitor: Option<&str>,
@@ -50,13 +50,13 @@ async fn post(
     (status, body, headers)
 }
 
-async fn new_visitor(app: &TestApp) -> String {
+pub(crate) async fn new_visitor(app: &TestApp) -> String {
     let (status, body, _) = post(app, "session", None, None, json!({"key": KEY})).await;
     assert_eq!(status, 200, "{body}");
     body["visitor"].as_str().unwrap().to_owned()
 }
 
-async fn open(app: &TestApp, visitor: &str, after: i64) -> Ws {
+pub(crate) async fn open(app: &TestApp, visitor: &str, after: i64) -> Ws {
     let req = format!(
         "ws://127.0.0.1:{}/widget/api/ws?visitor={visitor}&after={after}",
         app.port
@@ -67,7 +67,7 @@ async fn open(app: &TestApp, visitor: &str, after: i64) -> Ws {
 }
 
 /// The next frame of `kind` on the visitor's socket.
-async fn frame(ws: &mut Ws, kind: &str) -> Value {
+pub(crate) async fn frame(ws: &mut Ws, kind: &str) -> Value {
     loop {
         let m = tokio::time::timeout(WAIT, ws.next())
             .await

@@ -50,6 +50,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/handoff", web::post().to(handoff))
             .route("/leave-message", web::post().to(leave_message))
             .route("/poll", web::get().to(poll))
+            .configure(super::media::routes)
             .route("/ws", web::get().to(socket))
             .route("/{any:.*}", web::method(Method::OPTIONS).to(preflight)),
     );
@@ -57,11 +58,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// A visitor: the site and the id their token hashes to.
 #[derive(Debug, Clone)]
-struct Visitor {
-    site: Site,
+pub(super) struct Visitor {
+    pub(super) site: Site,
     /// The identity value and message sender: `w` and 32 hex digits of the
     /// token's SHA-256. The token itself is never stored.
-    id: String,
+    pub(super) id: String,
 }
 
 /// A new visitor token: the site id, a dot, 43 random URL-safe characters.
@@ -156,7 +157,7 @@ fn check_origin(req: &HttpRequest, site: Option<&Site>) -> Result<Option<String>
 }
 
 /// The answer, with CORS headers for a foreign page the site allows.
-fn answer(result: Result<HttpResponse, ApiError>, cors: Option<&str>) -> HttpResponse {
+pub(super) fn answer(result: Result<HttpResponse, ApiError>, cors: Option<&str>) -> HttpResponse {
     let mut res = match result {
         Ok(r) => r,
         Err(e) => actix_web::ResponseError::error_response(&e),
@@ -227,7 +228,10 @@ async fn customer_of(
 }
 
 /// The customer of a visitor who has written or connected before, if any.
-async fn known_customer(state: &AppState, v: &Visitor) -> Result<Option<CustomerId>, ApiError> {
+pub(super) async fn known_customer(
+    state: &AppState,
+    v: &Visitor,
+) -> Result<Option<CustomerId>, ApiError> {
     Ok(state
         .store
         .find_identity_of(IdentityKind::WebVisitor, &v.site.id, &v.id)
@@ -518,7 +522,7 @@ async fn send(
 
 /// The visitor of a request and the CORS origin to answer it with, or the
 /// refusal (no or bad token, a page of another origin).
-fn visitor_request(
+pub(super) fn visitor_request(
     state: &AppState,
     req: &HttpRequest,
 ) -> Result<(Visitor, Option<String>), Box<HttpResponse>> {
@@ -531,7 +535,7 @@ fn visitor_request(
 
 /// A new message costs one of the visitor's rate; a repeat of a stored one
 /// (a retry) costs nothing. `Some`: the 429 to answer.
-async fn over_rate(
+pub(super) async fn over_rate(
     state: &AppState,
     visitor: &Visitor,
     client_id: &str,
@@ -593,6 +597,20 @@ async fn store_inbound(
     msg_type: &str,
     content: &str,
 ) -> Result<(crate::store::entities::messages::Model, Value), ApiError> {
+    store_sent(state, req, v, client_id, msg_type, Some(content), None).await
+}
+
+/// Stores a visitor's message of any kind (`media_object_id`: the file
+/// they sent, already in the media store), once per client id.
+pub(super) async fn store_sent(
+    state: &AppState,
+    req: &HttpRequest,
+    v: &Visitor,
+    client_id: &str,
+    msg_type: &str,
+    content: Option<&str>,
+    media_object_id: Option<i64>,
+) -> Result<(crate::store::entities::messages::Model, Value), ApiError> {
     let customer = customer_of(state, req, v).await?;
     let key = format!("w:{}:{client_id}", v.id);
     let msg = NewInbound {
@@ -602,10 +620,17 @@ async fn store_inbound(
         sender: v.id.clone(),
         dedup_key: key.clone(),
         msg_type: msg_type.into(),
-        content: Some(content.to_owned()),
-        payload: json!({"type": msg_type, "content": content, "client_id": client_id}).to_string(),
+        content: content.map(str::to_owned),
+        payload: json!({
+            "type": msg_type,
+            "content": content,
+            "client_id": client_id,
+            "media_object_id": media_object_id,
+        })
+        .to_string(),
         channel_msg_id: None,
         sent_at: Utc::now(),
+        media_object_id,
     };
     let timeout = Duration::from_millis(state.settings.limits.callback_commit_timeout_ms);
     let stored = match state.ingest.ingest(msg, timeout).await {

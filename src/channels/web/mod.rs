@@ -6,7 +6,7 @@
 //! - `client_ip`: the visitor's address behind trusted proxies.
 //! - `limits`: per-visitor and per-IP rate limits.
 //! - `page`: the chat page, its script and the embed loader.
-//! - `api`: the visitor API; `hub`: the visitors' sockets; `view`: what a
+//! - `api`: the visitor API; `media`: their files; `hub`: the visitors' sockets; `view`: what a
 //!   visitor sees.
 
 pub mod api;
@@ -14,6 +14,7 @@ pub mod client_ip;
 pub mod hub;
 pub mod limits;
 pub mod login;
+pub mod media;
 pub mod page;
 pub mod view;
 

@@ -58,6 +58,12 @@ pub async fn filed(m: &FiledMessage, names: &Names) -> Value {
         "agent_name": agent_name,
         "msg_type": m.msg_type,
         "text": m.content,
+        // A picture, recording, video or file: fetched with the visitor's
+        // token (never put in a URL) from `/widget/api/media/{id}`.
+        "media": m.media_object_id.map(|id| json!({
+            "id": id,
+            "url": format!("/widget/api/media/{id}"),
+        })),
         "client_id": m.client_id,
         "sent_at": m.sent_at,
         // The satisfaction survey: the page offers a button per score.
