@@ -16,6 +16,7 @@ mod m20261207_000010_console;
 mod m20261207_000011_console_access;
 mod m20261207_000012_search;
 mod m20261207_000013_widget_login;
+mod m20261207_000014_customer_reads;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000011_console_access::Migration),
             Box::new(m20261207_000012_search::Migration),
             Box::new(m20261207_000013_widget_login::Migration),
+            Box::new(m20261207_000014_customer_reads::Migration),
         ]
     }
 }

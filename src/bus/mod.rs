@@ -107,6 +107,16 @@ pub enum Event {
         account: String,
         agent: Option<AgentId>,
     },
+    /// A conversation was read up to a message: by the web visitor (`agent`
+    /// none; the agent's console marks its messages read), or by the
+    /// serving agent (the visitor's page shows 已读).
+    Read {
+        conversation: ConversationId,
+        customer: CustomerId,
+        account: String,
+        agent: Option<AgentId>,
+        up_to: MessageId,
+    },
     /// Free-form signal used by health checks and tests.
     Ping { nonce: String },
 }

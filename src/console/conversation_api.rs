@@ -294,6 +294,8 @@ struct Detail {
     transitions: Vec<TransitionView>,
     surveys: Vec<SurveyView>,
     messages: Vec<MessageView>,
+    /// How far the customer has read (web chat tells it; WeChat does not).
+    customer_read_up_to: Option<i64>,
 }
 
 /// `GET /api/conversations/{id}`.
@@ -317,6 +319,7 @@ async fn show(
         transitions: transitions.into_iter().map(Into::into).collect(),
         surveys: surveys.into_iter().map(Into::into).collect(),
         messages: messages.into_iter().map(Into::into).collect(),
+        customer_read_up_to: store.customer_read_up_to(id).await?,
     }))
 }
 

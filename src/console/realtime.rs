@@ -455,6 +455,18 @@ impl Hub {
                 let groups = self.groups_of(&[*agent], None);
                 to.extend(self.core().overseers_of(&groups));
             }
+            // The customer read the conversation: whoever serves or watches
+            // sees their messages marked read.
+            Event::Read {
+                conversation,
+                agent: None,
+                ..
+            } => {
+                if let Some(c) = self.conv(*conversation).await {
+                    to.extend(c.agent);
+                }
+                to.extend(self.core().watchers_of(*conversation));
+            }
             // The customer types: whoever serves or watches hears it.
             Event::Typing {
                 conversation,

@@ -275,10 +275,30 @@ async fn read(
     body: web::Json<ReadBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = ConversationId(path.into_inner());
-    conversation_for(&state, &user, id).await?;
-    state
+    let conv = conversation_for(&state, &user, id).await?;
+    let up_to = MessageId(body.message_id);
+    let theirs = state
         .store
-        .mark_read(id, user.agent_id, MessageId(body.message_id))
-        .await?;
+        .message(up_to)
+        .await
+        .ok()
+        .is_some_and(|m| m.conversation_id == Some(id.0));
+    if !theirs {
+        return Err(ApiError::new(
+            Code::BadRequest,
+            "message_id: not a message of this conversation",
+        ));
+    }
+    let moved = state.store.mark_read(id, user.agent_id, up_to).await?;
+    // The serving agent's reading is what the customer sees as 已读.
+    if moved && conv.agent_id == Some(user.agent_id.0) {
+        state.bus.publish(crate::bus::Event::Read {
+            conversation: id,
+            customer: CustomerId(conv.customer_id),
+            account: conv.account_id.clone(),
+            agent: Some(user.agent_id),
+            up_to,
+        });
+    }
     Ok(HttpResponse::NoContent().finish())
 }

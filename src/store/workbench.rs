@@ -72,18 +72,19 @@ impl Store {
         Ok(out)
     }
 
-    /// Moves the agent's read marker forward to `message` (never back).
+    /// Moves the agent's read marker forward to `message` (never back);
+    /// whether it moved.
     pub async fn mark_read(
         &self,
         conversation: ConversationId,
         agent: AgentId,
         message: MessageId,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let current = conversation_reads::Entity::find_by_id((conversation.0, agent.0))
             .one(self.conn())
             .await?;
         if current.is_some_and(|r| r.last_read_message_id >= message.0) {
-            return Ok(());
+            return Ok(false);
         }
         conversation_reads::Entity::insert(conversation_reads::ActiveModel {
             conversation_id: Set(conversation.0),
@@ -104,6 +105,65 @@ impl Store {
         )
         .exec(self.writer())
         .await?;
-        Ok(())
+        Ok(true)
+    }
+
+    /// The furthest any agent has read the conversation (the serving agent
+    /// in practice): what a web visitor sees as 已读.
+    pub async fn agents_read_up_to(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<Option<i64>, StoreError> {
+        use sea_orm::QuerySelect;
+        let max: Option<Option<i64>> = conversation_reads::Entity::find()
+            .select_only()
+            .column_as(conversation_reads::Column::LastReadMessageId.max(), "m")
+            .filter(conversation_reads::Column::ConversationId.eq(conversation.0))
+            .into_tuple()
+            .one(self.conn())
+            .await?;
+        Ok(max.flatten())
+    }
+
+    /// Moves the customer's read marker forward to `message` (never back);
+    /// whether it moved.
+    pub async fn mark_customer_read(
+        &self,
+        conversation: ConversationId,
+        message: MessageId,
+    ) -> Result<bool, StoreError> {
+        use super::entities::customer_reads as reads;
+        if self
+            .customer_read_up_to(conversation)
+            .await?
+            .is_some_and(|r| r >= message.0)
+        {
+            return Ok(false);
+        }
+        reads::Entity::insert(reads::ActiveModel {
+            conversation_id: Set(conversation.0),
+            last_read_message_id: Set(message.0),
+            updated_at: Set(Utc::now()),
+        })
+        .on_conflict(
+            OnConflict::column(reads::Column::ConversationId)
+                .update_columns([reads::Column::LastReadMessageId, reads::Column::UpdatedAt])
+                .to_owned(),
+        )
+        .exec(self.writer())
+        .await?;
+        Ok(true)
+    }
+
+    /// How far the customer has read the conversation, if they said.
+    pub async fn customer_read_up_to(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<Option<i64>, StoreError> {
+        use super::entities::customer_reads as reads;
+        Ok(reads::Entity::find_by_id(conversation.0)
+            .one(self.conn())
+            .await?
+            .map(|r| r.last_read_message_id))
     }
 }

@@ -97,7 +97,10 @@
       if (m.content) body.append(el('span', 'text', m.content));
       else if (!hasMedia) body.append(el('span', 'text', preview(m)));
       row.append(body);
-      if (m.direction === 'out') row.append(el('div', 'status', statusText(m)));
+      if (m.direction === 'out') {
+        const read = state.customerRead && m.id <= state.customerRead ? ' · ' + T.customer_read : '';
+        row.append(el('div', 'status', statusText(m) + read));
+      }
       box.append(row);
     }
     box.scrollTop = box.scrollHeight;
@@ -132,6 +135,7 @@
     const d = await api('GET', '/api/conversations/' + id + '?limit=100');
     if (state.selected !== id) return;
     state.messages = d.messages;
+    state.customerRead = d.customer_read_up_to || 0;
     $('chat').hidden = false;
     loadQuick(id).catch(() => {});
     if (String($('panel').dataset.customer) !== String(d.conversation.customer_id) || $('panel').hidden) {
@@ -144,8 +148,23 @@
     const it = current();
     if (it) it.unread = 0;
     renderList();
-    if (last) api('POST', '/api/conversations/' + id + '/read', { message_id: last }).catch(() => {});
+    if (last) markRead(id, last);
   }
+
+  // The agent has seen a conversation up to a message: only while the page
+  // is in view (a web visitor sees it as 已读); else once it comes back.
+  function markRead(id, message) {
+    if (document.visibilityState !== 'visible') {
+      state.unseen = { id, message };
+      return;
+    }
+    state.unseen = null;
+    api('POST', '/api/conversations/' + id + '/read', { message_id: message }).catch(() => {});
+  }
+  document.addEventListener('visibilitychange', () => {
+    const u = state.unseen;
+    if (u && document.visibilityState === 'visible' && state.selected === u.id) markRead(u.id, u.message);
+  });
 
   // The customer panel: CRM record, channels, trades, conversations and
   // the whole history across channels, paged back on request.
@@ -443,7 +462,7 @@
         if (p >= 0) state.messages.splice(p, 1);
         state.messages.push(ev.message);
         renderMessages();
-        if (ev.message.direction === 'in') api('POST', '/api/conversations/' + ev.conversation + '/read', { message_id: ev.message.id }).catch(() => {});
+        if (ev.message.direction === 'in') markRead(ev.conversation, ev.message.id);
       }
     } else if (ev.type === 'outbound_status') {
       state.status.set(ev.message_id, { status: ev.status, reason: ev.reason });
@@ -454,6 +473,12 @@
       $('status').value = ev.status;
     } else if (ev.type === 'supervisor_alert') {
       banner(ev.text, 'warn');
+    } else if (ev.type === 'read' && !ev.agent && state.selected === ev.conversation) {
+      // The web visitor has seen the agent's messages up to this one.
+      if (ev.up_to > (state.customerRead || 0)) {
+        state.customerRead = ev.up_to;
+        renderMessages();
+      }
     } else if (ev.type === 'typing' && !ev.agent && state.selected === ev.conversation) {
       // A web visitor is typing: shown for a few seconds.
       const t = $('typing');

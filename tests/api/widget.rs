@@ -827,3 +827,160 @@ async fn waiting_visitors_see_their_place_move_up_the_queue() {
         (&json!("queued"), &json!(0))
     );
 }
+
+/// The agent's console socket, said hello.
+async fn console_socket(app: &TestApp, s: &crate::login::browser::Session) -> Ws {
+    let mut req = format!("ws://127.0.0.1:{}/api/ws", app.port)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("cookie", s.cookie().parse().unwrap());
+    req.headers_mut().insert(
+        "origin",
+        format!("http://127.0.0.1:{}", app.port).parse().unwrap(),
+    );
+    let (mut console, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    console
+        .send(Message::Text(json!({"type": "hello"}).to_string().into()))
+        .await
+        .unwrap();
+    frame(&mut console, "welcome").await;
+    console
+}
+
+async fn customer_read_up_to(app: &TestApp, s: &crate::login::browser::Session, c: i64) -> Value {
+    let (status, d) = crate::desk::api_get(app, &format!("/api/conversations/{c}"), Some(s)).await;
+    assert_eq!(status, 200, "{d}");
+    d["customer_read_up_to"].clone()
+}
+
+#[tokio::test]
+async fn read_marks_pass_from_agent_to_visitor_and_back() {
+    let app = spawn_app().await;
+    let wendy = staff(&app, "wendy", Role::Agent, AgentStatus::Idle).await;
+    let mut bus = app.state.bus.subscribe();
+    let token = new_visitor(&app).await;
+    let stranger = new_visitor(&app).await;
+    let (_, _, _) = post(
+        &app,
+        "messages",
+        Some(&stranger),
+        None,
+        json!({"client_id": "s-1", "text": "hi"}),
+    )
+    .await;
+    let (status, body, _) = post(&app, "handoff", Some(&token), None, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let assigned = changed(&mut bus, |c| c.state == "assigned").await;
+    assert_eq!(assigned.agent, Some(wendy));
+    let c = assigned.conversation.0;
+    let s = session(&app, "wendy").await;
+    let mut console = console_socket(&app, &s).await;
+    let mut ws = open(&app, &token, 0).await;
+    let (_, sent, _) = post(
+        &app,
+        "messages",
+        Some(&token),
+        None,
+        json!({"client_id": "c-1", "text": "车款到了吗"}),
+    )
+    .await;
+    let mine = sent["message"]["id"].as_i64().unwrap();
+    // Filed before the agent can read it.
+    next_event(&mut bus, |e| match e {
+        Event::MessageFiled { message, .. } if message.id.0 == mine => Some(()),
+        _ => None,
+    })
+    .await;
+
+    // The agent reads it: the visitor's page is told, and so is a later visit.
+    let (status, body) = api_post(
+        &app,
+        &format!("/api/conversations/{c}/read"),
+        &s,
+        json!({"message_id": mine}),
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    let read = frame(&mut ws, "read").await;
+    assert_eq!(read["up_to"], mine);
+    let (_, back, _) = post(
+        &app,
+        "session",
+        None,
+        None,
+        json!({"key": KEY, "visitor": token}),
+    )
+    .await;
+    assert_eq!(back["conversation"]["agent_read_up_to"], mine);
+    // Only a message of the conversation can be marked.
+    let (status, body) = api_post(
+        &app,
+        &format!("/api/conversations/{c}/read"),
+        &s,
+        json!({"message_id": 999_999}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+
+    // The agent answers; the visitor's page says it was seen, and the
+    // agent's console hears it.
+    assert_eq!(customer_read_up_to(&app, &s, c).await, Value::Null);
+    let (status, body) = api_post(
+        &app,
+        &format!("/api/conversations/{c}/messages"),
+        &s,
+        json!({"client_id": "r-1", "text": "已到账"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let reply = loop {
+        let f = frame(&mut ws, "message").await;
+        if f["message"]["from"] == "agent" {
+            break f["message"]["id"].as_i64().unwrap();
+        }
+    };
+    ws.send(Message::Text(
+        json!({"type": "read", "up_to": reply}).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    let heard = loop {
+        let f = frame(&mut console, "event").await;
+        if f["event"]["type"] == "read" {
+            break f["event"].clone();
+        }
+    };
+    assert_eq!(heard["conversation"], c);
+    assert_eq!(heard["up_to"], reply);
+    assert_eq!(heard["agent"], Value::Null);
+    assert_eq!(customer_read_up_to(&app, &s, c).await, reply);
+
+    // A mark past what was delivered, or from someone else, moves nothing;
+    // the long-poll fallback's POST moves it.
+    let (_, body) = api_post(
+        &app,
+        &format!("/api/conversations/{c}/messages"),
+        &s,
+        json!({"client_id": "r-2", "text": "还有别的问题吗"}),
+    )
+    .await;
+    let second = body["message_id"].as_i64().or(body["id"].as_i64()).unwrap();
+    let (status, _, _) = post(
+        &app,
+        "read",
+        Some(&stranger),
+        None,
+        json!({"up_to": second}),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _, _) = post(&app, "read", Some(&token), None, json!({"up_to": 999_999})).await;
+    assert_eq!(status, 204);
+    assert_eq!(customer_read_up_to(&app, &s, c).await, reply);
+    let (status, body, _) = post(&app, "read", Some(&token), None, json!({"up_to": 0})).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _, _) = post(&app, "read", Some(&token), None, json!({"up_to": second})).await;
+    assert_eq!(status, 204);
+    assert_eq!(customer_read_up_to(&app, &s, c).await, second);
+}

@@ -50,6 +50,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/handoff", web::post().to(handoff))
             .route("/leave-message", web::post().to(leave_message))
             .route("/poll", web::get().to(poll))
+            .route("/read", web::post().to(read))
             .configure(super::media::routes)
             .route("/ws", web::get().to(socket))
             .route("/{any:.*}", web::method(Method::OPTIONS).to(preflight)),
@@ -930,6 +931,9 @@ async fn serve(
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + phase, PING_EVERY);
     let mut heard = tokio::time::Instant::now();
     let mut last_typed: Option<tokio::time::Instant> = None;
+    // The newest message this socket sent, and the read mark it passed on.
+    let mut delivered = last;
+    let mut read = 0;
     while ok {
         tokio::select! {
             frame = rx.recv() => match frame {
@@ -939,6 +943,7 @@ async fn serve(
                     if id.is_some_and(|id| id <= last) {
                         continue;
                     }
+                    delivered = delivered.max(id.unwrap_or(0));
                     ok = session.text(f.to_string()).await.is_ok();
                 }
                 // Dropped for being slow, or the hub lagged: the tab
@@ -948,12 +953,25 @@ async fn serve(
             msg = stream.next() => {
                 heard = tokio::time::Instant::now();
                 match msg {
-                    Some(Ok(actix_ws::Message::Text(t))) => {
-                        if typed(&t) && last_typed.is_none_or(|at| at.elapsed() >= TYPING_EVERY) {
+                    Some(Ok(actix_ws::Message::Text(t))) => match tab_frame(&t) {
+                        Some(TabFrame::Typing)
+                            if last_typed.is_none_or(|at| at.elapsed() >= TYPING_EVERY) =>
+                        {
                             last_typed = Some(tokio::time::Instant::now());
                             announce_typing(&state, customer, &site).await;
                         }
-                    }
+                        // Only what this socket delivered, only forward.
+                        Some(TabFrame::Read(up_to)) => {
+                            let up_to = up_to.min(delivered);
+                            if up_to > read {
+                                read = up_to;
+                                if let Err(e) = visitor_read(&state, customer, &site, up_to).await {
+                                    tracing::debug!(error = %e, "a visitor's read mark was not kept");
+                                }
+                            }
+                        }
+                        Some(TabFrame::Typing) | None => {}
+                    },
                     Some(Ok(actix_ws::Message::Ping(b))) => ok = session.pong(&b).await.is_ok(),
                     Some(Ok(actix_ws::Message::Close(_))) | None | Some(Err(_)) => break,
                     Some(Ok(_)) => {}
@@ -971,9 +989,86 @@ async fn serve(
     let _ = session.close(None).await;
 }
 
-/// Whether a tab's frame says the visitor is typing (`{"type": "typing"}`).
-fn typed(frame: &str) -> bool {
-    serde_json::from_str::<Value>(frame).is_ok_and(|v| v["type"] == "typing")
+/// What a visitor's tab may say on its socket.
+#[derive(Debug, PartialEq, Eq)]
+enum TabFrame {
+    /// `{"type": "typing"}`.
+    Typing,
+    /// `{"type": "read", "up_to": <message id>}`: the visitor has seen
+    /// the conversation up to that message.
+    Read(i64),
+}
+
+fn tab_frame(frame: &str) -> Option<TabFrame> {
+    let v: Value = serde_json::from_str(frame).ok()?;
+    match v["type"].as_str()? {
+        "typing" => Some(TabFrame::Typing),
+        "read" => v["up_to"].as_i64().filter(|n| *n > 0).map(TabFrame::Read),
+        _ => None,
+    }
+}
+
+/// The visitor has seen their conversation up to `up_to`, a message of
+/// their latest conversation: kept (only forward) and told to the agents
+/// serving or watching it. Anything else is ignored.
+async fn visitor_read(
+    state: &AppState,
+    customer: CustomerId,
+    site: &AccountId,
+    up_to: i64,
+) -> Result<(), ApiError> {
+    let Some(c) = state.store.latest_conversation_of(customer, site).await? else {
+        return Ok(());
+    };
+    let Ok(m) = state.store.message(MessageId(up_to)).await else {
+        return Ok(());
+    };
+    let conversation = crate::ids::ConversationId(c.id);
+    if m.conversation_id == Some(c.id)
+        && state
+            .store
+            .mark_customer_read(conversation, MessageId(up_to))
+            .await?
+    {
+        state.bus.publish(crate::bus::Event::Read {
+            conversation,
+            customer,
+            account: site.to_string(),
+            agent: None,
+            up_to: MessageId(up_to),
+        });
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadRequest {
+    up_to: i64,
+}
+
+/// `POST /widget/api/read {"up_to": <message id>}`: the read mark of a page
+/// on the long-poll fallback (a socket says it as a frame).
+async fn read(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<ReadRequest>,
+) -> HttpResponse {
+    let (visitor, cors) = match visitor_request(&state, &req) {
+        Ok(v) => v,
+        Err(refused) => return *refused,
+    };
+    let result = async {
+        if body.up_to <= 0 {
+            return Err(ApiError::new(Code::BadRequest, "up_to: a message id"));
+        }
+        if let Some(customer) = known_customer(&state, &visitor).await? {
+            visitor_read(&state, customer, &visitor.site.id, body.up_to).await?;
+        }
+        Ok(HttpResponse::NoContent().finish())
+    }
+    .await;
+    answer(result, cors.as_deref())
 }
 
 /// Tells the agents serving the visitor that they are typing.

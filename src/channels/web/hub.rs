@@ -249,6 +249,19 @@ impl WidgetHub {
                     self.send_all(*customer, &tabs, &frame);
                 }
             }
+            // The serving agent read the visitor's messages: 已读.
+            Event::Read {
+                customer,
+                account,
+                agent: Some(_),
+                up_to,
+                ..
+            } => {
+                let tabs = self.tabs_of(*customer, Some(account));
+                if !tabs.is_empty() {
+                    self.send_all(*customer, &tabs, &json!({"type": "read", "up_to": up_to}));
+                }
+            }
             _ => {}
         }
     }

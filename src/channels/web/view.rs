@@ -82,21 +82,31 @@ pub async fn messages(list: &[messages::Model], names: &Names) -> Vec<Value> {
 }
 
 /// The conversation's state as the visitor sees it: who serves them, or
-/// how many wait before them.
+/// how many wait before them, and how far the agent has read.
 pub async fn conversation(store: &Store, c: &conversations::Model, names: &Names) -> Value {
     let queue_position = if c.state == "queued" {
         queue_place(store, ConversationId(c.id)).await
     } else {
         None
     };
-    state(
+    let mut v = state(
         c.id,
         &c.state,
         c.agent_id.map(AgentId),
         queue_position,
         names,
     )
-    .await
+    .await;
+    // How far the agent has read (已读); live changes come as `read` frames,
+    // so the frames of state changes leave it out.
+    v["agent_read_up_to"] = json!(
+        store
+            .agents_read_up_to(ConversationId(c.id))
+            .await
+            .ok()
+            .flatten()
+    );
+    v
 }
 
 /// How many wait before a queued conversation (none: not placed yet).

@@ -10,6 +10,7 @@ pub mod conversations;
 pub mod crm_events;
 pub mod crm_versions;
 pub mod customer_identities;
+pub mod customer_reads;
 pub mod customers;
 pub mod group_members;
 pub mod kf_cursors;
