@@ -136,21 +136,7 @@ async fn a_guest_talks_to_an_agent_and_back() {
 
     // Typing, both ways: the agent's console hears the visitor, the
     // visitor's page hears the agent.
-    let mut req = format!("ws://127.0.0.1:{}/api/ws", app.port)
-        .into_client_request()
-        .unwrap();
-    req.headers_mut()
-        .insert("cookie", s.cookie().parse().unwrap());
-    req.headers_mut().insert(
-        "origin",
-        format!("http://127.0.0.1:{}", app.port).parse().unwrap(),
-    );
-    let (mut console, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    console
-        .send(Message::Text(json!({"type": "hello"}).to_string().into()))
-        .await
-        .unwrap();
-    assert_eq!(frame(&mut console, "welcome").await["type"], "welcome");
+    let mut console = console_socket(&app, &s).await;
     ws.send(Message::Text(json!({"type": "typing"}).to_string().into()))
         .await
         .unwrap();
