@@ -55,6 +55,23 @@
     type_video: ['[视频]', '[Video]'],
     type_file: ['[文件]', '[File]'],
     type_other: ['[消息]', '[Message]'],
+    attach: ['发送图片或文件', 'Send a picture or a file'],
+    record: ['录制语音', 'Record a voice message'],
+    record_stop: ['停止并发送', 'Stop and send'],
+    record_cancel: ['取消', 'Cancel'],
+    recording: ['录音中', 'Recording'],
+    record_denied: ['无法使用麦克风：请在浏览器中允许本页面使用麦克风', 'The microphone is blocked: allow this page to use it in your browser'],
+    record_no_mic: ['没有找到麦克风', 'No microphone was found'],
+    record_failed: ['录音失败：{error}', 'Could not record: {error}'],
+    record_short: ['录音时间太短', 'Too short to send'],
+    uploading: ['上传中 {n}%', 'Uploading {n}%'],
+    media_loading: ['加载中…', 'Loading…'],
+    media_failed: ['加载失败', 'Could not load it'],
+    reload: ['重新加载', 'Reload'],
+    open_image: ['查看大图', 'View the picture'],
+    close_image: ['关闭', 'Close'],
+    drop: ['松开即可发送', 'Drop to send'],
+    read: ['已读', 'Read'],
   };
 
   const body = document.body;
@@ -100,7 +117,19 @@
     // Nobody on duty: the header's button opens the leave-a-message form.
     onDuty: true,
     required: ['phone', 'message'],
+    // Read marks: how far the serving agent has read (the visitor's
+    // messages up to it show 已读), and how far this page has said the
+    // visitor has seen.
+    agentRead: 0,
+    readSent: 0,
+    readPosting: false,
+    readRetryAt: 0,
   };
+
+  // Pictures, recordings, videos and files, by media id: fetched with the
+  // token header (never in a URL) and shown from a blob: URL.
+  const MEDIA = new Map(); // media id -> {state: 'loading'|'ready'|'failed', url}
+  const MEDIA_NODES = new Map(); // entry key -> {url, node}: players kept across renders
 
   function load(k) {
     try { return localStorage.getItem(k); } catch (_) { return null; }
@@ -155,6 +184,7 @@
       seen();
     } else if (d.kefu === 'open' || d.kefu === 'close') {
       S.panelOpen = d.kefu === 'open';
+      if (S.panelOpen) updateComposer();
       // Not on phones: the keyboard would cover what was said.
       if (S.panelOpen && !window.matchMedia('(max-width: 480px)').matches) $('text').focus({ preventScroll: true });
       seen();
@@ -187,7 +217,31 @@
     return document.visibilityState === 'visible' && (!S.embedded || S.panelOpen);
   }
 
+  // Tells Kefu what the visitor has seen (for the agent's 已读): on the
+  // socket, or by POST on the long-poll fallback; only when it grows.
+  function reportRead() {
+    if (S.dead || !S.visitor || !visible() || $('messages').hidden) return;
+    if (S.lastStaffId === 0 || S.lastStaffId <= S.readSent) return;
+    const upTo = S.lastId;
+    if (RT.ws && RT.ws.readyState === 1) {
+      RT.ws.send(JSON.stringify({ type: 'read', up_to: upTo }));
+      S.readSent = upTo;
+    } else if (RT.mode === 'poll' && !S.readPosting && Date.now() >= S.readRetryAt) {
+      const before = S.readSent;
+      S.readSent = upTo;
+      S.readPosting = true;
+      api('POST', '/widget/api/read', { up_to: upTo })
+        .catch(() => {
+          // Said again later, not at every render.
+          if (S.readSent === upTo) S.readSent = before;
+          S.readRetryAt = Date.now() + 30000;
+        })
+        .finally(() => { S.readPosting = false; });
+    }
+  }
+
   function seen() {
+    reportRead();
     if (visible() && S.lastStaffId > S.readId) {
       S.readId = S.lastStaffId;
       save('kefu.read.' + KEY, String(S.readId));
@@ -220,7 +274,7 @@
     if (r.ok) return data;
     const wait = Number(r.headers.get('Retry-After')) || 0;
     if (r.status === 429) throw failure(429, fill(T.rate_limited, { n: Math.max(1, Math.ceil(wait)) }), wait);
-    throw failure(r.status, (data && data.error) || r.statusText || 'HTTP ' + r.status);
+    throw failure(r.status, (data && (data.message || data.error)) || r.statusText || 'HTTP ' + r.status);
   }
 
   async function request(method, path, payload, signal, auth) {
@@ -239,11 +293,12 @@
     }
   }
 
-  // A visitor call; a 401 starts a new session (once a minute at most) and
-  // the call is made again with the new token.
-  async function api(method, path, payload, signal) {
+  // A visitor call (`call` makes the request with the current token and
+  // gives its Response); a 401 starts a new session (once a minute at most)
+  // and the call is made again with the new token.
+  async function authed(call) {
     if (S.ready) await S.ready;
-    let r = await request(method, path, payload, signal, true);
+    let r = await call();
     if (r.status === 401 && !S.dead) {
       if (!S.renewing && Date.now() - S.renewedAt > 60000) {
         S.renewedAt = Date.now();
@@ -251,11 +306,45 @@
       }
       if (S.renewing) {
         await S.renewing;
-        r = await request(method, path, payload, signal, true);
+        r = await call();
       }
       if (r.status === 401) stop(T.signed_out);
     }
     return answer(r);
+  }
+
+  function api(method, path, payload, signal) {
+    return authed(() => request(method, path, payload, signal, true));
+  }
+
+  // A file as the body of POST /widget/api/media, with upload progress
+  // (which fetch does not give); answered as a Response, like fetch.
+  function uploadRequest(e, onProgress) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open('POST', '/widget/api/media?client_id=' + encodeURIComponent(e.client_id) +
+        '&name=' + encodeURIComponent(e.name || 'file'));
+      xhr.setRequestHeader('Authorization', 'Visitor ' + S.visitor);
+      xhr.setRequestHeader('Content-Type', e.file.type || 'application/octet-stream');
+      xhr.upload.onprogress = (ev) => {
+        if (ev.lengthComputable && ev.total > 0) onProgress(Math.floor((100 * ev.loaded) / ev.total));
+      };
+      xhr.onload = () => {
+        const headers = new Headers();
+        const wait = xhr.getResponseHeader('Retry-After');
+        if (wait) headers.set('Retry-After', wait);
+        const text = [204, 205, 304].includes(xhr.status) ? null : xhr.responseText;
+        let r;
+        try {
+          r = new Response(text, { status: xhr.status, statusText: xhr.statusText, headers });
+        } catch (_) {
+          r = new Response(text, { status: xhr.status, headers });
+        }
+        resolve(r);
+      };
+      xhr.onerror = xhr.onabort = xhr.ontimeout = () => reject(failure(0, T.network));
+      xhr.send(e.file);
+    });
   }
 
   // Starts or resumes the visitor; renders what it has said so far.
@@ -272,6 +361,9 @@
       S.byClient = new Map(pending.map((e) => [e.client_id, e]));
       S.lastId = 0;
       S.lastStaffId = 0;
+      S.agentRead = 0;
+      S.readSent = 0;
+      dropMedia();
       S.visitor = d.visitor;
       save('kefu.visitor.' + KEY, d.visitor);
       RT.restart();
@@ -332,17 +424,27 @@
       e = { key: m.client_id ? 'c:' + m.client_id : 'm:' + m.id, seq: S.seq++ };
       S.entries.push(e);
     }
+    const media = m.media && typeof m.media === 'object' && typeof m.media.id === 'number' ? m.media : null;
+    if (e.localUrl) {
+      // Our own upload, stored: its file is what the store has.
+      if (media && !MEDIA.has(media.id)) MEDIA.set(media.id, { state: 'ready', url: e.localUrl });
+      else URL.revokeObjectURL(e.localUrl);
+      e.localUrl = null;
+    }
     Object.assign(e, {
       id: m.id,
       from: m.from,
       agent_name: m.agent_name,
       msg_type: m.msg_type,
       text: m.text,
+      media,
       client_id: m.client_id,
       sent_at: m.sent_at,
       survey: !!m.survey,
       pending: null,
       error: null,
+      file: null,
+      progress: null,
     });
     S.byId.set(m.id, e);
     if (m.client_id) S.byClient.set(m.client_id, e);
@@ -371,12 +473,49 @@
     post(e);
   }
 
+  // A picture, recording, video or file, as its own message: shown at once
+  // (from the file itself) with the upload's progress.
+  function sendFile(file, name) {
+    if (S.dead || !file) return;
+    const type = file.type || '';
+    const kind = /^image\//.test(type) ? 'image' : /^audio\//.test(type) ? 'voice' : /^video\//.test(type) ? 'video' : 'file';
+    const e = {
+      key: '',
+      seq: S.seq++,
+      id: null,
+      from: 'customer',
+      msg_type: kind,
+      text: kind === 'file' ? name : null,
+      media: null,
+      client_id: newId(),
+      sent_at: new Date().toISOString(),
+      pending: 'sending',
+      error: null,
+      file,
+      name: name || 'file',
+      localUrl: kind === 'file' ? null : URL.createObjectURL(file),
+      progress: 0,
+    };
+    e.key = 'c:' + e.client_id;
+    S.entries.push(e);
+    S.byClient.set(e.client_id, e);
+    render(true);
+    post(e);
+  }
+
   async function post(e) {
     e.pending = 'sending';
     e.error = null;
+    if (e.file) e.progress = 0;
     render(false);
     try {
-      const d = await api('POST', '/widget/api/messages', { client_id: e.client_id, text: e.text });
+      const d = e.file
+        ? await authed(() => uploadRequest(e, (n) => {
+          if (e.pending !== 'sending' || n === e.progress) return;
+          e.progress = n;
+          render(false);
+        }))
+        : await api('POST', '/widget/api/messages', { client_id: e.client_id, text: e.text });
       merge(d && d.message);
       if (d && 'conversation' in d) setConversation(d.conversation);
     } catch (err) {
@@ -436,9 +575,199 @@
     return e.survey && !S.entries.some((x) => x.from === 'customer' && (!x.id || x.id > e.id));
   }
 
+  // ---- Media: fetched with the token header, shown from blob: URLs.
+
+  const MEDIA_KINDS = ['image', 'voice', 'video', 'shortvideo', 'file'];
+
+  function isMedia(e) {
+    return MEDIA_KINDS.includes(e.msg_type) && !!(e.media || e.localUrl);
+  }
+
+  // Only Kefu's own media URLs get the token.
+  function mediaPath(media) {
+    return typeof media.url === 'string' && /^\/widget\/api\/media\/\d+$/.test(media.url)
+      ? media.url
+      : '/widget/api/media/' + media.id;
+  }
+
+  // The entry's file, if there: {state, url}. Files (downloads) are fetched
+  // when asked for, the rest as soon as shown.
+  function mediaOf(e, fetchNow) {
+    if (e.localUrl) return { state: 'ready', url: e.localUrl };
+    if (!e.media) return null;
+    let slot = MEDIA.get(e.media.id);
+    if (!slot && fetchNow) {
+      slot = { state: 'loading', url: null };
+      MEDIA.set(e.media.id, slot);
+      fetchMedia(e.media, slot);
+    }
+    return slot || { state: 'idle', url: null };
+  }
+
+  async function fetchMedia(media, slot) {
+    try {
+      if (S.ready) await S.ready;
+      const r = await fetch(mediaPath(media), {
+        headers: { Authorization: 'Visitor ' + S.visitor },
+        credentials: 'omit',
+      });
+      if (!r.ok) throw failure(r.status, 'HTTP ' + r.status);
+      const blob = await r.blob();
+      if (MEDIA.get(media.id) !== slot) return; // forgotten meanwhile (a new visitor)
+      slot.url = URL.createObjectURL(blob);
+      slot.state = 'ready';
+    } catch (_) {
+      if (MEDIA.get(media.id) !== slot) return;
+      slot.state = 'failed';
+    }
+    render(false);
+  }
+
+  // A new visitor: nothing of the last one's is kept.
+  function dropMedia() {
+    for (const slot of MEDIA.values()) if (slot.url) URL.revokeObjectURL(slot.url);
+    MEDIA.clear();
+    MEDIA_NODES.clear();
+  }
+
+  // A player or picture, made once per message and file: a render while
+  // it plays leaves it playing.
+  function player(e, url, make) {
+    const c = MEDIA_NODES.get(e.key);
+    if (c && c.url === url) return c.node;
+    const node = make();
+    MEDIA_NODES.set(e.key, { url, node });
+    return node;
+  }
+
+  function mediaNode(e) {
+    const kind = e.msg_type;
+    const slot = mediaOf(e, kind !== 'file');
+    const box = el('div', 'bubble media ' + kind);
+    box.dataset.test = 'message-text';
+    if (kind === 'file') {
+      // A download link with the file's name; fetched on the first click.
+      const a = el('a', 'file', e.text || T.type_file);
+      a.dataset.test = 'message-file';
+      a.download = e.text || 'file';
+      a.href = slot && slot.url ? slot.url : '#';
+      if (!slot || !slot.url) {
+        a.addEventListener('click', (ev) => {
+          if (a.getAttribute('href') !== '#') return;
+          ev.preventDefault();
+          if (!e.media) return;
+          const s2 = mediaOf(e, false);
+          if (s2.state === 'loading') return;
+          const got = { state: 'loading', url: null };
+          MEDIA.set(e.media.id, got);
+          fetchMedia(e.media, got).then(() => {
+            if (got.url) {
+              a.href = got.url;
+              a.click();
+            }
+          });
+        });
+      }
+      box.append(a);
+      if (slot && slot.state === 'failed') box.append(failedNote(e));
+      return box;
+    }
+    if (!slot || slot.state === 'loading' || slot.state === 'idle') {
+      box.append(el('span', 'media-wait', typeText(e) + ' ' + T.media_loading));
+      return box;
+    }
+    if (slot.state === 'failed') {
+      box.append(el('span', 'media-wait', typeText(e)), failedNote(e));
+      return box;
+    }
+    const url = slot.url;
+    if (kind === 'image') {
+      box.append(player(e, url, () => {
+        const b = el('button', 'thumb');
+        b.type = 'button';
+        b.setAttribute('aria-label', T.open_image);
+        const img = el('img');
+        img.alt = T.type_image;
+        img.dataset.test = 'message-image';
+        img.src = url;
+        img.addEventListener('error', () => img.replaceWith(el('span', 'media-wait', T.type_image)));
+        b.append(img);
+        b.addEventListener('click', () => viewImage(url));
+        return b;
+      }));
+    } else if (kind === 'voice') {
+      box.append(player(e, url, () => {
+        const a = el('audio');
+        a.controls = true;
+        a.preload = 'metadata';
+        a.dataset.test = 'message-voice';
+        a.src = url;
+        a.setAttribute('aria-label', T.type_voice);
+        return a;
+      }));
+    } else {
+      box.append(player(e, url, () => {
+        const v = el('video');
+        v.controls = true;
+        v.preload = 'metadata';
+        v.playsInline = true;
+        v.dataset.test = 'message-video';
+        v.src = url;
+        v.setAttribute('aria-label', T.type_video);
+        return v;
+      }));
+    }
+    return box;
+  }
+
+  function failedNote(e) {
+    const note = el('span', 'media-failed', T.media_failed);
+    const again = el('button', null, T.reload);
+    again.type = 'button';
+    again.addEventListener('click', () => {
+      if (!e.media) return;
+      MEDIA.delete(e.media.id);
+      render(false);
+    });
+    note.append(again);
+    return note;
+  }
+
+  // A picture at full size, over the conversation; a click or Escape closes it.
+  function viewImage(url) {
+    closeViewer();
+    const v = el('div', 'viewer');
+    v.id = 'viewer';
+    v.dataset.test = 'viewer';
+    v.setAttribute('role', 'dialog');
+    v.setAttribute('aria-modal', 'true');
+    v.setAttribute('aria-label', T.open_image);
+    const img = el('img');
+    img.src = url;
+    img.alt = T.type_image;
+    const close = el('button', 'viewer-close', '×');
+    close.type = 'button';
+    close.setAttribute('aria-label', T.close_image);
+    v.append(img, close);
+    v.addEventListener('click', closeViewer);
+    document.body.append(v);
+    close.focus();
+  }
+
+  function closeViewer() {
+    const v = $('viewer');
+    if (!v) return false;
+    v.remove();
+    return true;
+  }
+
   function messageNode(e) {
     const open = answerable(e);
-    const sig = [e.id, e.pending, e.error, e.text, e.agent_name, e.from, open].join('\u0000');
+    const media = isMedia(e);
+    const slot = media ? mediaOf(e, e.msg_type !== 'file') : null;
+    const readHere = !!e.id && e.id === S.readMark;
+    const sig = [e.id, e.pending, e.error, e.text, e.agent_name, e.from, open, e.msg_type,
+      media, slot ? slot.state + (slot.url || '') : '', e.pending ? e.progress : '', readHere].join('\u0000');
     return cached(e.key, sig, (n) => {
       const me = e.from === 'customer';
       n = n || el('div');
@@ -456,8 +785,13 @@
       const time = el('time', null, new Date(e.sent_at).toLocaleTimeString(LOCALE, { hour: '2-digit', minute: '2-digit' }));
       time.dateTime = e.sent_at;
       meta.append(time);
-      const bubble = el('div', 'bubble', typeText(e));
-      bubble.dataset.test = 'message-text';
+      let bubble;
+      if (media) {
+        bubble = mediaNode(e);
+      } else {
+        bubble = el('div', 'bubble', typeText(e));
+        bubble.dataset.test = 'message-text';
+      }
       n.replaceChildren(meta, bubble);
       if (open) {
         // One button per score; each sends its digit, as WeChat customers type it.
@@ -473,7 +807,16 @@
         }
         n.append(row);
       }
-      if (e.pending === 'sending') n.append(el('div', 'note', T.sending));
+      if (e.pending === 'sending') {
+        const note = el('div', 'note', e.file ? fill(T.uploading, { n: e.progress || 0 }) : T.sending);
+        if (e.file) note.dataset.test = 'progress';
+        n.append(note);
+      }
+      if (readHere) {
+        const r = el('div', 'note read', T.read);
+        r.dataset.test = 'read';
+        n.append(r);
+      }
       if (e.pending === 'failed') {
         const note = el('div', 'note', T.failed + (e.error ? '：' + e.error : ''));
         note.dataset.test = 'message-error';
@@ -494,6 +837,11 @@
     const box = $('messages');
     const nearBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
     S.entries.sort((a, b) => (a.id || Infinity) - (b.id || Infinity) || a.seq - b.seq);
+    // 已读 under the last of the visitor's messages the agent has read.
+    S.readMark = 0;
+    for (const e of S.entries) {
+      if (e.id && e.from === 'customer' && e.id <= S.agentRead && e.id > S.readMark) S.readMark = e.id;
+    }
     const want = [];
     const days = new Map(); // a day may come back (clocks that disagree): its own separator
     let day = null;
@@ -530,8 +878,16 @@
     }
   }
 
+  // The agent has read up to `n` (absent before the server says so).
+  function agentRead(n) {
+    if (typeof n !== 'number' || !(n > S.agentRead)) return;
+    S.agentRead = n;
+    render(false);
+  }
+
   function setConversation(c) {
     S.conv = c || null;
+    if (S.conv) agentRead(S.conv.agent_read_up_to);
     const line = $('status');
     line.textContent = statusText(S.conv);
     line.dataset.state = S.conv ? S.conv.state : 'none';
@@ -648,6 +1004,7 @@
         RT.stopPolling();
         notice('');
         body.dataset.conn = 'ws';
+        reportRead();
       };
       ws.onmessage = (ev) => {
         if (RT.ws === ws) RT.frame(ev.data);
@@ -685,6 +1042,8 @@
         render(f.message && f.message.from === 'customer');
       } else if (f.type === 'conversation') {
         setConversation(f.conversation);
+      } else if (f.type === 'read') {
+        agentRead(f.up_to);
       } else if (f.type === 'typing') {
         // The agent is typing: said in the status line for a few seconds.
         const line = $('status');
@@ -702,6 +1061,7 @@
       RT.mode = 'poll';
       body.dataset.conn = 'poll';
       RT.probe();
+      reportRead();
       if (RT.polling) return;
       RT.polling = true;
       let backoff = 1000;
@@ -795,8 +1155,12 @@
     c.title = n > MAX ? fill(T.too_long, { max: MAX }) : '';
     t.setAttribute('aria-invalid', n > MAX ? 'true' : 'false');
     $('send').disabled = S.dead || t.value.trim() === '' || n > MAX;
+    $('attach').disabled = S.dead;
+    $('record').disabled = S.dead;
+    if (S.dead && REC.cur) stopRecording(false);
     t.style.height = 'auto';
-    t.style.height = Math.min(t.scrollHeight + 2, 128) + 'px';
+    // Not laid out (a frame loaded hidden): the style's height until shown.
+    t.style.height = t.scrollHeight > 0 ? Math.min(t.scrollHeight + 2, 128) + 'px' : '';
   }
 
   function submit() {
@@ -827,12 +1191,171 @@
     }
   }
 
+  // ---- Attachments: the clip button, pasted pictures, files dropped on
+  // the panel. Each file is its own message.
+
+  function sendFiles(list) {
+    for (const f of Array.from(list || [])) sendFile(f, f.name);
+  }
+
+  function pastedImage(f, i) {
+    if (f.name && f.name !== 'image.png') return f.name;
+    const ext = (f.type.split('/')[1] || 'png').replace(/[^a-z0-9]/gi, '') || 'png';
+    return 'image' + (i ? '-' + (i + 1) : '') + '.' + ext;
+  }
+
+  function onPaste(ev) {
+    const items = ev.clipboardData ? Array.from(ev.clipboardData.items || []) : [];
+    const files = items
+      .filter((it) => it.kind === 'file' && /^image\//.test(it.type))
+      .map((it) => it.getAsFile())
+      .filter(Boolean);
+    if (!files.length) return; // text: pasted as usual
+    ev.preventDefault();
+    files.forEach((f, i) => sendFile(f, pastedImage(f, i)));
+  }
+
+  let dragDepth = 0;
+  function carriesFiles(ev) {
+    return !!ev.dataTransfer && Array.from(ev.dataTransfer.types || []).includes('Files');
+  }
+  function dropping(on) {
+    $('app').classList.toggle('dropping', on);
+  }
+
+  // ---- Voice messages: tap to start, tap to stop and send (at most 60 s).
+
+  const REC_MAX_MS = 60000;
+  const REC_FORMATS = [
+    ['audio/webm;codecs=opus', 'voice.webm'],
+    ['audio/ogg;codecs=opus', 'voice.ogg'],
+    ['audio/mp4', 'voice.m4a'],
+  ];
+  // The recording under way, if any: {state: 'starting'|'recording', …}.
+  const REC = { cur: null };
+
+  function recordFormat() {
+    if (typeof window.MediaRecorder !== 'function' || typeof MediaRecorder.isTypeSupported !== 'function') return null;
+    const f = REC_FORMATS.find(([type]) => MediaRecorder.isTypeSupported(type));
+    return f ? { type: f[0], name: f[1] } : null;
+  }
+
+  // Where the browser can record here: MediaRecorder, a format Kefu takes,
+  // and a microphone the page may ask for (a frame needs allow="microphone").
+  function canRecord() {
+    if (!navigator.mediaDevices || typeof navigator.mediaDevices.getUserMedia !== 'function') return false;
+    if (!recordFormat()) return false;
+    const policy = document.permissionsPolicy || document.featurePolicy;
+    try {
+      if (policy && typeof policy.allowsFeature === 'function' && !policy.allowsFeature('microphone')) return false;
+    } catch (_) { /* not told: try */ }
+    return true;
+  }
+
+  function clock(ms) {
+    const s = Math.floor(ms / 1000);
+    return Math.floor(s / 60) + ':' + String(s % 60).padStart(2, '0');
+  }
+
+  function showRecording() {
+    const cur = REC.cur;
+    const on = !!cur && cur.state === 'recording';
+    $('composer').classList.toggle('recording', on);
+    $('recording').hidden = !on;
+    const b = $('record');
+    b.classList.toggle('on', on);
+    b.setAttribute('aria-pressed', String(on));
+    const label = on ? T.record_stop : T.record;
+    b.setAttribute('aria-label', label);
+    b.title = label;
+    if (on) $('record-time').textContent = clock(Date.now() - cur.started) + ' / ' + clock(REC_MAX_MS);
+  }
+
+  function recordError(err) {
+    const name = err && err.name;
+    if (name === 'NotAllowedError' || name === 'SecurityError' || name === 'PermissionDeniedError') return T.record_denied;
+    if (name === 'NotFoundError' || name === 'DevicesNotFoundError' || name === 'OverconstrainedError') return T.record_no_mic;
+    return fill(T.record_failed, { error: (err && (err.message || name)) || '?' });
+  }
+
+  function recording() {
+    return !!REC.cur && REC.cur.state === 'recording';
+  }
+
+  async function startRecording() {
+    if (REC.cur || S.dead) return;
+    const fmt = recordFormat();
+    if (!fmt) return;
+    const cur = { state: 'starting', fmt, chunks: [], cancelled: false };
+    REC.cur = cur;
+    try {
+      cur.stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+      cur.rec = new MediaRecorder(cur.stream, { mimeType: fmt.type });
+    } catch (err) {
+      if (cur.stream) for (const t of cur.stream.getTracks()) t.stop();
+      REC.cur = null;
+      flash(recordError(err));
+      return;
+    }
+    if (REC.cur !== cur) { // cancelled while the browser asked
+      for (const t of cur.stream.getTracks()) t.stop();
+      return;
+    }
+    cur.rec.ondataavailable = (ev) => {
+      if (ev.data && ev.data.size) cur.chunks.push(ev.data);
+    };
+    cur.rec.onstop = () => finishRecording(cur);
+    cur.rec.onerror = (ev) => {
+      flash(recordError(ev.error));
+      stopRecording(false);
+    };
+    cur.rec.start(1000);
+    cur.state = 'recording';
+    cur.started = Date.now();
+    cur.timer = setInterval(() => {
+      if (Date.now() - cur.started >= REC_MAX_MS) stopRecording(true);
+      else showRecording();
+    }, 250);
+    showRecording();
+  }
+
+  // Stops; `send` false throws the recording away.
+  function stopRecording(send) {
+    const cur = REC.cur;
+    if (!cur) return;
+    REC.cur = null;
+    cur.cancelled = !send;
+    cur.ended = Date.now();
+    clearInterval(cur.timer);
+    showRecording();
+    if (cur.state !== 'recording') return; // still asking: dropped when it answers
+    try {
+      cur.rec.stop(); // finishRecording follows, with the last data
+    } catch (_) {
+      finishRecording(cur);
+    }
+  }
+
+  function finishRecording(cur) {
+    if (cur.done) return;
+    cur.done = true;
+    for (const t of cur.stream.getTracks()) t.stop();
+    if (cur.cancelled) return;
+    const blob = new Blob(cur.chunks, { type: cur.fmt.type });
+    if (cur.ended - cur.started < 800 || blob.size === 0) {
+      flash(T.record_short);
+      return;
+    }
+    sendFile(blob, cur.fmt.name);
+  }
+
   // ---- Start.
 
   function applyStrings() {
     for (const n of document.querySelectorAll('[data-t]')) n.textContent = T[n.dataset.t];
     for (const n of document.querySelectorAll('[data-t-aria]')) n.setAttribute('aria-label', T[n.dataset.tAria]);
     for (const n of document.querySelectorAll('[data-t-placeholder]')) n.placeholder = T[n.dataset.tPlaceholder];
+    for (const n of document.querySelectorAll('[data-t-title]')) n.title = T[n.dataset.tTitle];
   }
 
   applyStrings();
@@ -858,8 +1381,53 @@
     }
   });
   document.addEventListener('keydown', (ev) => {
-    if (ev.key === 'Escape' && S.embedded) toParent({ kefu: 'close' });
+    if (ev.key !== 'Escape') return;
+    if (closeViewer()) return;
+    if (REC.cur) {
+      stopRecording(false);
+      return;
+    }
+    if (S.embedded) toParent({ kefu: 'close' });
   });
+  // Attachments.
+  $('attach').addEventListener('click', () => $('file').click());
+  $('file').addEventListener('change', () => {
+    const f = $('file');
+    sendFiles(f.files);
+    f.value = ''; // the same file again is a new message
+  });
+  $('text').addEventListener('paste', onPaste);
+  const app = $('app');
+  app.dataset.drop = T.drop;
+  app.addEventListener('dragenter', (ev) => {
+    if (!carriesFiles(ev) || S.dead) return;
+    ev.preventDefault();
+    dragDepth++;
+    dropping(true);
+  });
+  app.addEventListener('dragover', (ev) => {
+    if (!carriesFiles(ev) || S.dead) return;
+    ev.preventDefault();
+    ev.dataTransfer.dropEffect = 'copy';
+  });
+  app.addEventListener('dragleave', () => {
+    dragDepth = Math.max(0, dragDepth - 1);
+    if (!dragDepth) dropping(false);
+  });
+  app.addEventListener('drop', (ev) => {
+    dragDepth = 0;
+    dropping(false);
+    if (!carriesFiles(ev) || S.dead) return;
+    ev.preventDefault();
+    sendFiles(ev.dataTransfer.files);
+  });
+  // Voice messages, where the browser records.
+  $('record').hidden = !canRecord();
+  $('record').addEventListener('click', () => {
+    if (recording()) stopRecording(true);
+    else if (!REC.cur) startRecording();
+  });
+  $('record-cancel').addEventListener('click', () => stopRecording(false));
   $('composer').addEventListener('submit', (ev) => {
     ev.preventDefault();
     submit();

@@ -822,6 +822,74 @@ async fn host_page(listener: std::net::TcpListener, kefu: String) {
     });
 }
 
+/// Real PNGs, 1×1 and 2×2 (a browser decodes them: `naturalWidth` 1 or 2).
+/// Two different files: the media store keeps equal ones once.
+fn png_of_width(w: u32) -> Vec<u8> {
+    let b64 = match w {
+        1 => {
+            "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+        }
+        _ => {
+            "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAYAAABytg0kAAAAEUlEQVR4nGM4ISf3H4QZYAwARzQIDWbIDqkAAAAASUVORK5CYII="
+        }
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+}
+
+/// Opens the widget's panel on the company's page and works inside its frame.
+async fn open_widget(visitor: &Page, host_origin: &str) {
+    visitor.goto(host_origin).await;
+    visitor
+        .until(
+            "the chat bubble",
+            "return !!document.getElementById('kefu-widget-bubble');",
+        )
+        .await;
+    visitor.click("#kefu-widget-bubble").await;
+    let frame = visitor.find("#kefu-widget-frame").await;
+    visitor
+        .call(
+            reqwest::Method::POST,
+            "/frame",
+            Some(json!({"id": {ELEMENT: frame}})),
+        )
+        .await;
+    visitor
+        .until(
+            "the chat has started",
+            "return document.body.dataset.ready === 'true';",
+        )
+        .await;
+}
+
+/// Whether the widget shows a stored message from `from` holding `css`
+/// (a picture, a player) whose source is a `blob:` URL.
+fn widget_shows(from: &str, css: &str) -> String {
+    format!("return {};", widget_holds(from, css))
+}
+
+fn widget_holds(from: &str, css: &str) -> String {
+    format!(
+        "[...document.querySelectorAll('[data-test=message][data-from={from}]')]\
+         .some(m => m.dataset.id && !m.dataset.state \
+              && [...m.querySelectorAll({css:?})].some(e => e.src.startsWith('blob:')))"
+    )
+}
+
+/// A microphone for the chat page where headless Chromium has none: a tone
+/// from Web Audio, as `getUserMedia` gives it; or a refusal.
+const FAKE_MICROPHONE: &str = "window.__mics = 0; \
+    navigator.mediaDevices.getUserMedia = async (c) => { \
+      window.__mics++; \
+      if (!c || !c.audio) throw new Error('audio asked'); \
+      const ctx = new AudioContext(); const tone = ctx.createOscillator(); \
+      const out = ctx.createMediaStreamDestination(); tone.connect(out); tone.start(); \
+      return out.stream; }; return true;";
+const REFUSED_MICROPHONE: &str = "navigator.mediaDevices.getUserMedia = async () => { \
+      throw new DOMException('Permission denied', 'NotAllowedError'); }; return true;";
+
 #[tokio::test]
 async fn a_website_visitor_chats_with_an_agent_in_the_browser() {
     let host = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -852,28 +920,7 @@ async fn a_website_visitor_chats_with_an_agent_in_the_browser() {
 
     // …the customer on the company's website in another.
     let visitor = Page::open().await;
-    visitor.goto(&host_origin).await;
-    visitor
-        .until(
-            "the chat bubble",
-            "return !!document.getElementById('kefu-widget-bubble');",
-        )
-        .await;
-    visitor.click("#kefu-widget-bubble").await;
-    let frame = visitor.find("#kefu-widget-frame").await;
-    visitor
-        .call(
-            reqwest::Method::POST,
-            "/frame",
-            Some(json!({"id": {ELEMENT: frame}})),
-        )
-        .await;
-    visitor
-        .until(
-            "the chat has started",
-            "return document.body.dataset.ready === 'true';",
-        )
-        .await;
+    open_widget(&visitor, &host_origin).await;
     visitor
         .type_in("[data-test=composer]", "你好，我想问问卖车流程")
         .await;
@@ -928,6 +975,29 @@ async fn a_website_visitor_chats_with_an_agent_in_the_browser() {
         app.fake.requests_to("message/custom/send").is_empty(),
         "nothing went to WeChat"
     );
+    // Read marks both ways: the open panel tells the console the visitor
+    // has seen the answer; the agent, who has the conversation in view, has
+    // read the visitor's message, and the widget says 已读 under it.
+    agent
+        .until(
+            "the answer marked read by the visitor",
+            &has_text("#messages .msg.out .status", "已读"),
+        )
+        .await;
+    visitor
+        .until(
+            "the visitor's message marked read",
+            "return [...document.querySelectorAll('[data-test=message][data-from=customer]')]\
+             .some(m => m.textContent.includes('卖车流程') && m.querySelector('[data-test=read]'));",
+        )
+        .await;
+    assert_eq!(
+        visitor
+            .js("return document.querySelectorAll('[data-test=read]').length;")
+            .await,
+        json!(1),
+        "only under the latest message read"
+    );
     visitor.screenshot("widget.png").await;
 
     // Hostile text from the agent's side stays text in the widget too.
@@ -946,8 +1016,174 @@ async fn a_website_visitor_chats_with_an_agent_in_the_browser() {
         json!(true)
     );
 
-    // The agent closes; the visitor rates the service with one tap.
+    // The visitor attaches a picture through the clip button's file input.
+    let png = png_of_width(1);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("photo.png");
+    std::fs::write(&file, &png).unwrap();
+    visitor
+        .type_in("[data-test=file]", file.to_str().unwrap())
+        .await;
+    visitor
+        .until(
+            "the visitor's picture, stored and shown",
+            &widget_shows("customer", "img"),
+        )
+        .await;
+    // The agent's console shows it from the media store, decoded.
+    agent
+        .until(
+            "the picture in the console",
+            "return [...document.querySelectorAll('#messages .msg.in img[src^=\"/media/\"]')]\
+             .some(i => i.complete && i.naturalWidth === 1);",
+        )
+        .await;
+    visitor
+        .until(
+            "the read mark moved to the picture",
+            "const marks = document.querySelectorAll('[data-test=read]'); \
+             return marks.length === 1 && !!marks[0].closest('[data-test=message]').querySelector('img');",
+        )
+        .await;
+    let stored = app.stored("demo-web").await;
+    let picture = stored
+        .iter()
+        .find(|m| m.msg_type == "image" && m.direction == "in")
+        .expect("the picture is stored as the visitor's");
+    assert!(picture.media_object_id.is_some(), "{picture:?}");
+
+    // A picture from the agent arrives in the widget: fetched with the
+    // token header and shown from a blob: URL.
     let s = crate::desk::session(&app, "wendy").await;
+    let (status, body) = crate::agent_media::upload(
+        &app,
+        &s,
+        assigned.conversation,
+        "client_id=wendy-pic-1&name=reply.png",
+        "image/png",
+        png_of_width(2),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    visitor
+        .until(
+            "the agent's picture",
+            &widget_shows("agent", "img[data-test=message-image]"),
+        )
+        .await;
+    visitor
+        .until(
+            "decoded from the blob",
+            "return [...document.querySelectorAll('[data-test=message][data-from=agent] img')]\
+             .some(i => i.complete && i.naturalWidth === 2);",
+        )
+        .await;
+    let token = visitor
+        .js("return localStorage.getItem('kefu.visitor.pk_demo_web_example_key');")
+        .await
+        .as_str()
+        .expect("the visitor's token")
+        .to_owned();
+    let secret = token.split('.').nth(1).expect("site.secret").to_owned();
+    assert_eq!(
+        visitor
+            .js(&format!(
+                "const s = {secret:?}; \
+                 return performance.getEntriesByType('resource').filter(r => r.name.includes(s)).length \
+                   + [...document.querySelectorAll('[src], [href]')] \
+                     .filter(e => (e.getAttribute('src') || e.getAttribute('href')).includes(s)).length;"
+            ))
+            .await,
+        json!(0),
+        "the token never goes in a URL the page fetches or shows"
+    );
+    // A tap shows it at full size; Escape closes it.
+    visitor
+        .click("[data-test=message][data-from=agent] .thumb")
+        .await;
+    visitor
+        .until(
+            "the picture at full size",
+            "return !!document.querySelector('[data-test=viewer] img[src^=\"blob:\"]');",
+        )
+        .await;
+    visitor.click("[data-test=viewer]").await;
+    visitor
+        .until(
+            "closed",
+            "return !document.querySelector('[data-test=viewer]');",
+        )
+        .await;
+
+    // A voice message, recorded on the chat page opened directly (as an
+    // app's WebView does; the loader's frame is not allowed the microphone),
+    // by the same visitor.
+    visitor
+        .call(reqwest::Method::POST, "/frame", Some(json!({"id": null})))
+        .await;
+    let chat = format!("{}/widget/chat?key=pk_demo_web_example_key", app.address);
+    visitor.goto(&chat).await;
+    visitor
+        .js(&format!(
+            "localStorage.setItem('kefu.visitor.pk_demo_web_example_key', {token:?}); return true;"
+        ))
+        .await;
+    visitor.goto(&chat).await;
+    visitor
+        .until(
+            "the same visitor's conversation",
+            &format!(
+                "return document.body.dataset.ready === 'true' && {};",
+                widget_holds("agent", "img")
+            ),
+        )
+        .await;
+    // Refused: said in words, nothing recorded.
+    visitor.js(REFUSED_MICROPHONE).await;
+    visitor.click("[data-test=record]").await;
+    visitor
+        .until("the refusal", &has_text("[data-test=banner]", "麦克风"))
+        .await;
+    assert_eq!(
+        visitor
+            .js("return document.querySelector('[data-test=recording]').hidden;")
+            .await,
+        json!(true)
+    );
+    // Tap to start, the time running, tap to stop and send.
+    visitor.js(FAKE_MICROPHONE).await;
+    visitor.click("[data-test=record]").await;
+    visitor
+        .until(
+            "recording for a second",
+            "return !document.querySelector('[data-test=recording]').hidden \
+             && document.querySelector('[data-test=record-time]').textContent.startsWith('0:01');",
+        )
+        .await;
+    visitor.click("[data-test=record]").await;
+    visitor
+        .until(
+            "the recording, stored and playable",
+            &widget_shows("customer", "audio"),
+        )
+        .await;
+    assert_eq!(visitor.js("return window.__mics;").await, json!(1));
+    agent
+        .until(
+            "the voice message in the console",
+            "return !!document.querySelector('#messages .msg.in audio[src^=\"/media/\"]');",
+        )
+        .await;
+    let stored = app.stored("demo-web").await;
+    let voice = stored
+        .iter()
+        .find(|m| m.msg_type == "voice" && m.direction == "in")
+        .expect("the recording is stored as a voice message");
+    assert!(voice.media_object_id.is_some(), "{voice:?}");
+    // Back on the company's page for the rest.
+    open_widget(&visitor, &host_origin).await;
+
+    // The agent closes; the visitor rates the service with one tap.
     let (status, body) = crate::desk::api_post(
         &app,
         &format!("/api/conversations/{}/close", assigned.conversation.0),
