@@ -455,20 +455,14 @@ impl Hub {
                 let groups = self.groups_of(&[*agent], None);
                 to.extend(self.core().overseers_of(&groups));
             }
-            // The customer read the conversation: whoever serves or watches
-            // sees their messages marked read.
+            // The customer reads or types: whoever serves or watches sees
+            // their messages marked read, or hears the typing.
             Event::Read {
                 conversation,
                 agent: None,
                 ..
-            } => {
-                if let Some(c) = self.conv(*conversation).await {
-                    to.extend(c.agent);
-                }
-                to.extend(self.core().watchers_of(*conversation));
             }
-            // The customer types: whoever serves or watches hears it.
-            Event::Typing {
+            | Event::Typing {
                 conversation,
                 agent: None,
                 ..
